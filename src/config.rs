@@ -1,0 +1,435 @@
+//! Configuration: every path of the store, with the reference's defaults, from
+//! `/etc/disklessset/config.yaml` (or `--config` / `DISKLESSSET_CONFIG`), and
+//! `--root DIR` / `DISKLESSSET_ROOT` to put the whole store under one directory.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_CONFIG: &str = "/etc/disklessset/config.yaml";
+pub const REF_WEB_ROOT: &str = "/var/www/html/preboot_execution_environment";
+
+/// What the config file may hold. Every key is optional; unknown keys are refused.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Put the whole store under this directory (like `--root`).
+    pub root: Option<PathBuf>,
+    /// The boot tree served over HTTP (the reference's preboot_execution_environment).
+    pub web_root: Option<PathBuf>,
+    pub images_dir: Option<PathBuf>,
+    pub kernels_dir: Option<PathBuf>,
+    /// Where bootset writes `<node>.ipxe`.
+    pub nodes_ipxe_dir: Option<PathBuf>,
+    pub work_dir: Option<PathBuf>,
+    pub nfs_staging_dir: Option<PathBuf>,
+    pub nfs_golden_dir: Option<PathBuf>,
+    /// Per-node writable layers of NFS golden images.
+    pub nfs_nodes_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub log_dir: Option<PathBuf>,
+    pub nodes_file: Option<PathBuf>,
+    /// The reference's `nodes_parameters.yml`, read too when set.
+    pub nodes_parameters_file: Option<PathBuf>,
+    /// Where `modules/`, `initramfs/` and `share/` are installed.
+    pub data_dir: Option<PathBuf>,
+    /// Absolute base URL nodes use to reach the boot tree, e.g. `http://10.0.0.1`.
+    pub base_url: Option<String>,
+    /// NFS server address written in `root=nfs:` lines.
+    pub nfs_server: Option<String>,
+    /// Exports file the tool owns.
+    pub exports_file: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub compression: Option<Compression>,
+    pub compression_level: Option<u32>,
+    pub keep_generations: Option<u32>,
+    /// Free space added by `livenet resize NAME auto`, in MiB.
+    pub resize_headroom_mib: Option<u64>,
+    /// Package mirrors per distro family (`debian`, `ubuntu`, ...).
+    #[serde(default)]
+    pub mirrors: BTreeMap<String, String>,
+    /// dnf repositories for EL builds: name -> baseurl.
+    #[serde(default)]
+    pub dnf_repos: BTreeMap<String, String>,
+    /// GPG keys passed to dnf (`file:///...`).
+    #[serde(default)]
+    pub gpg_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Zstd,
+    Gzip,
+    Xz,
+    Lz4,
+    Lzo,
+}
+
+impl Compression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+            Compression::Xz => "xz",
+            Compression::Lz4 => "lz4",
+            Compression::Lzo => "lzo",
+        }
+    }
+}
+
+/// The resolved configuration every operation uses.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub source: Option<PathBuf>,
+    pub root: Option<PathBuf>,
+    pub web_root: PathBuf,
+    pub images_dir: PathBuf,
+    pub kernels_dir: PathBuf,
+    pub nodes_ipxe_dir: PathBuf,
+    pub work_dir: PathBuf,
+    pub nfs_staging_dir: PathBuf,
+    pub nfs_golden_dir: PathBuf,
+    pub nfs_nodes_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub nodes_file: PathBuf,
+    pub nodes_parameters_file: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub base_url: Option<String>,
+    pub nfs_server: Option<String>,
+    pub exports_file: PathBuf,
+    pub listen: String,
+    pub compression: Compression,
+    pub compression_level: u32,
+    pub keep_generations: u32,
+    pub resize_headroom_mib: u64,
+    pub mirrors: BTreeMap<String, String>,
+    pub dnf_repos: BTreeMap<String, String>,
+    pub gpg_keys: Vec<String>,
+}
+
+/// Where the configuration comes from: flags and environment, already merged by the front-end.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    /// `--config` or `DISKLESSSET_CONFIG`; when None the default file is read if it exists.
+    pub config_file: Option<PathBuf>,
+    /// `--root` or `DISKLESSSET_ROOT`.
+    pub root: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads the config file (if any) and resolves every path.
+    pub fn load(src: &ConfigSource) -> Result<Config> {
+        let (file, path) = match &src.config_file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| Error::Config {
+                    file: p.display().to_string(),
+                    msg: format!("cannot read it ({e}): check --config / DISKLESSSET_CONFIG"),
+                })?;
+                (parse_config(&text, p)?, Some(p.clone()))
+            }
+            None => {
+                let p = Path::new(DEFAULT_CONFIG);
+                match std::fs::read_to_string(p) {
+                    Ok(text) => (parse_config(&text, p)?, Some(p.to_path_buf())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        (ConfigFile::default(), None)
+                    }
+                    Err(e) => {
+                        return Err(Error::Config {
+                            file: p.display().to_string(),
+                            msg: format!("cannot read it: {e}"),
+                        })
+                    }
+                }
+            }
+        };
+        Config::resolve(file, src.root.clone(), path)
+    }
+
+    /// Resolves a parsed config file; `root` (from `--root`) wins over every path key.
+    pub fn resolve(f: ConfigFile, root: Option<PathBuf>, source: Option<PathBuf>) -> Result<Config> {
+        let root = root.or(f.root.clone());
+        if let Some(r) = &root {
+            if !r.is_absolute() {
+                return Err(Error::Config {
+                    file: source_name(&source),
+                    msg: format!(
+                        "root {} must be an absolute path (use e.g. $PWD/{})",
+                        r.display(),
+                        r.display()
+                    ),
+                });
+            }
+        }
+        let under = |rel: &str| root.as_ref().map(|r| r.join(rel));
+        let pick = |key: Option<PathBuf>, rel: &str, default: PathBuf| -> PathBuf {
+            under(rel).or(key).unwrap_or(default)
+        };
+        let web_root = pick(f.web_root.clone(), "www", PathBuf::from(REF_WEB_ROOT));
+        let images_dir = pick(
+            f.images_dir.clone(),
+            "www/diskless/images",
+            web_root.join("diskless/images"),
+        );
+        let kernels_dir = pick(
+            f.kernels_dir.clone(),
+            "www/diskless/kernels",
+            web_root.join("diskless/kernels"),
+        );
+        let nodes_ipxe_dir = pick(f.nodes_ipxe_dir.clone(), "www/nodes", web_root.join("nodes"));
+        let work_dir = pick(
+            f.work_dir.clone(),
+            "workdir",
+            PathBuf::from("/var/tmp/diskless/workdir"),
+        );
+        let nfs_staging_dir = pick(
+            f.nfs_staging_dir.clone(),
+            "nfsimages/staging",
+            PathBuf::from("/diskless/images/nfsimages/staging"),
+        );
+        let nfs_golden_dir = pick(
+            f.nfs_golden_dir.clone(),
+            "nfsimages/golden",
+            PathBuf::from("/diskless/images/nfsimages/golden"),
+        );
+        let nfs_nodes_dir = pick(
+            f.nfs_nodes_dir.clone(),
+            "nfsimages/nodes",
+            PathBuf::from("/diskless/images/nfsimages/nodes"),
+        );
+        let state_dir = pick(
+            f.state_dir.clone(),
+            "state",
+            PathBuf::from("/var/lib/disklessset"),
+        );
+        let log_dir = pick(f.log_dir.clone(), "log", PathBuf::from("/var/log/disklessset"));
+        let nodes_file = pick(
+            f.nodes_file.clone(),
+            "nodes.yml",
+            PathBuf::from("/etc/disklessset/nodes.yml"),
+        );
+        let exports_file = pick(
+            f.exports_file.clone(),
+            "exports/disklessset.exports",
+            PathBuf::from("/etc/exports.d/disklessset.exports"),
+        );
+        for (key, p) in [
+            ("web_root", &web_root),
+            ("images_dir", &images_dir),
+            ("kernels_dir", &kernels_dir),
+            ("work_dir", &work_dir),
+            ("state_dir", &state_dir),
+        ] {
+            if !p.is_absolute() {
+                return Err(Error::Config {
+                    file: source_name(&source),
+                    msg: format!("{key}: {} must be an absolute path", p.display()),
+                });
+            }
+        }
+        let compression_level = f.compression_level.unwrap_or(3);
+        let compression = f.compression.unwrap_or(Compression::Zstd);
+        let max_level = match compression {
+            Compression::Zstd => 22,
+            Compression::Gzip => 9,
+            Compression::Xz | Compression::Lz4 | Compression::Lzo => 9,
+        };
+        if compression_level == 0 || compression_level > max_level {
+            return Err(Error::Config {
+                file: source_name(&source),
+                msg: format!(
+                    "compression_level: {compression_level} is out of range for {}: allowed 1..={max_level}",
+                    compression.as_str()
+                ),
+            });
+        }
+        let keep_generations = f.keep_generations.unwrap_or(2);
+        if keep_generations == 0 {
+            return Err(Error::Config {
+                file: source_name(&source),
+                msg: "keep_generations: must be at least 1 (the previous generation is what rollback restores)".into(),
+            });
+        }
+        if let Some(u) = &f.base_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(Error::Config {
+                    file: source_name(&source),
+                    msg: format!("base_url: {u:?} must start with http:// or https://"),
+                });
+            }
+        }
+        Ok(Config {
+            source,
+            root,
+            web_root,
+            images_dir,
+            kernels_dir,
+            nodes_ipxe_dir,
+            work_dir,
+            nfs_staging_dir,
+            nfs_golden_dir,
+            nfs_nodes_dir,
+            state_dir,
+            log_dir,
+            nodes_file,
+            nodes_parameters_file: f.nodes_parameters_file,
+            data_dir: f.data_dir.unwrap_or_else(default_data_dir),
+            base_url: f.base_url.map(|u| u.trim_end_matches('/').to_string()),
+            nfs_server: f.nfs_server,
+            exports_file,
+            listen: f.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string()),
+            compression,
+            compression_level,
+            keep_generations,
+            resize_headroom_mib: f.resize_headroom_mib.unwrap_or(128),
+            mirrors: f.mirrors,
+            dnf_repos: f.dnf_repos,
+            gpg_keys: f.gpg_keys,
+        })
+    }
+
+    /// A store rooted at `dir` with every other setting at its default (tests, quick start).
+    pub fn under_root(dir: &Path) -> Result<Config> {
+        Config::resolve(ConfigFile::default(), Some(dir.to_path_buf()), None)
+    }
+
+    pub fn image_dir(&self, name: &str) -> PathBuf {
+        self.images_dir.join(name)
+    }
+
+    pub fn image_data_file(&self, name: &str) -> PathBuf {
+        self.image_dir(name).join("image_data.yml")
+    }
+
+    pub fn image_workdir(&self, name: &str) -> PathBuf {
+        self.work_dir.join(name)
+    }
+
+    pub fn locks_dir(&self) -> PathBuf {
+        self.state_dir.join("locks")
+    }
+
+    pub fn mirror(&self, distro: &str) -> Option<&str> {
+        self.mirrors.get(distro).map(String::as_str)
+    }
+
+    /// Directories the store owns, created on first use.
+    pub fn store_dirs(&self) -> Vec<&Path> {
+        vec![
+            &self.images_dir,
+            &self.kernels_dir,
+            &self.nodes_ipxe_dir,
+            &self.work_dir,
+            &self.state_dir,
+            &self.log_dir,
+        ]
+    }
+}
+
+fn source_name(source: &Option<PathBuf>) -> String {
+    source
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(built-in defaults)".to_string())
+}
+
+/// Parses the config file text; unknown keys and bad values name the key and the allowed values.
+pub fn parse_config(text: &str, path: &Path) -> Result<ConfigFile> {
+    if text.trim().is_empty() {
+        return Ok(ConfigFile::default());
+    }
+    yaml_serde::from_str::<ConfigFile>(text).map_err(|e| Error::Config {
+        file: path.display().to_string(),
+        msg: crate::yaml::describe_error(&e),
+    })
+}
+
+/// Where `modules/`, `initramfs/` and `share/` live: next to the executable when installed
+/// (`PREFIX/share/disklessset`), else the source tree this binary was built from.
+fn default_data_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("DISKLESSSET_DATA") {
+        return PathBuf::from(d);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(prefix) = exe.parent().and_then(Path::parent) {
+            let p = prefix.join("share/disklessset");
+            if p.join("modules").is_dir() {
+                return p;
+            }
+        }
+    }
+    let p = PathBuf::from("/usr/share/disklessset");
+    if p.join("modules").is_dir() {
+        return p;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_references() {
+        let c = Config::resolve(ConfigFile::default(), None, None).unwrap();
+        assert_eq!(
+            c.images_dir,
+            Path::new("/var/www/html/preboot_execution_environment/diskless/images")
+        );
+        assert_eq!(
+            c.kernels_dir,
+            Path::new("/var/www/html/preboot_execution_environment/diskless/kernels")
+        );
+        assert_eq!(c.work_dir, Path::new("/var/tmp/diskless/workdir"));
+        assert_eq!(
+            c.nfs_staging_dir,
+            Path::new("/diskless/images/nfsimages/staging")
+        );
+        assert_eq!(c.nfs_golden_dir, Path::new("/diskless/images/nfsimages/golden"));
+    }
+
+    #[test]
+    fn root_puts_everything_under_it() {
+        let c = Config::under_root(Path::new("/tmp/x")).unwrap();
+        for p in [
+            &c.web_root,
+            &c.images_dir,
+            &c.kernels_dir,
+            &c.work_dir,
+            &c.state_dir,
+            &c.log_dir,
+            &c.nodes_file,
+            &c.nfs_golden_dir,
+            &c.exports_file,
+        ] {
+            assert!(p.starts_with("/tmp/x"), "{}", p.display());
+        }
+        assert!(c.images_dir.starts_with(&c.web_root));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_allowed_ones() {
+        let e = parse_config("imagez_dir: /x\n", Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("imagez_dir"), "{e}");
+        assert!(e.contains("images_dir"), "{e}");
+        assert!(e.contains("c.yaml"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let e = parse_config("compression: bzip9\n", Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bzip9") && e.contains("zstd"), "{e}");
+        let f = parse_config("compression: gzip\ncompression_level: 12\n", Path::new("c"))
+            .unwrap();
+        let e = Config::resolve(f, None, None).unwrap_err().to_string();
+        assert!(e.contains("compression_level") && e.contains("1..=9"), "{e}");
+    }
+}

@@ -1,0 +1,155 @@
+//! File helpers: atomic writes (temp file in the same directory, fsync, rename, fsync dir).
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Prefix of every temp file the tool writes; `recover` removes stale ones.
+pub const TMP_PREFIX: &str = ".disklessset-tmp.";
+
+/// A temp path next to `dest`, unique to this process.
+pub fn temp_path_for(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut rnd = [0u8; 4];
+    // A failed getrandom only makes the name less unique; the pid keeps it distinct.
+    let _ = getrandom::fill(&mut rnd);
+    let tag = u32::from_le_bytes(rnd);
+    dest.with_file_name(format!(
+        "{TMP_PREFIX}{}.{tag:08x}.{name}",
+        std::process::id()
+    ))
+}
+
+/// Writes `data` to `dest` atomically with the given mode.
+pub fn write_atomic(dest: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = dest
+        .parent()
+        .ok_or_else(|| Error::invalid(format!("{}: no parent directory", dest.display())))?;
+    fs::create_dir_all(dir).at(dir)?;
+    let tmp = temp_path_for(dest);
+    let res = (|| -> Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .at(&tmp)?;
+        f.write_all(data).at(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(mode)).at(&tmp)?;
+        f.sync_all().at(&tmp)?;
+        drop(f);
+        fs::rename(&tmp, dest).at(dest)?;
+        sync_dir(dir)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// Publishes an already-written file by rename (after fsync), atomically replacing `dest`.
+pub fn publish(tmp: &Path, dest: &Path) -> Result<()> {
+    File::open(tmp).and_then(|f| f.sync_all()).at(tmp)?;
+    fs::rename(tmp, dest).at(dest)?;
+    if let Some(dir) = dest.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+/// Creates a directory and its parents with the given mode for the last component.
+pub fn ensure_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).at(dir)
+}
+
+/// Total size in bytes of the regular files below `dir`, not crossing filesystems.
+pub fn tree_size(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .same_file_system(true)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Human size: 1.5G, 700M, 12K.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes}B")
+    } else if v >= 100.0 {
+        format!("{v:.0}{}", UNITS[u])
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
+/// Parses `700M`, `1.5G`, `512` (MiB), `2048K`, `100MiB` into MiB.
+pub fn parse_size_mib(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let bad = || {
+        Error::invalid(format!(
+            "size {s:?} is not valid: write a number with an optional unit K, M or G (e.g. 700M, 1.5G; a bare number is MiB)"
+        ))
+    };
+    let lower = t.to_ascii_lowercase();
+    let lower = lower.trim_end_matches("ib").trim_end_matches('b');
+    let (num, mult) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 1.0 / 1024.0),
+        Some('m') => (&lower[..lower.len() - 1], 1.0),
+        Some('g') => (&lower[..lower.len() - 1], 1024.0),
+        Some('t') => (&lower[..lower.len() - 1], 1024.0 * 1024.0),
+        Some(c) if c.is_ascii_digit() => (lower, 1.0),
+        _ => return Err(bad()),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| bad())?;
+    if !n.is_finite() || n <= 0.0 {
+        return Err(bad());
+    }
+    Ok((n * mult).ceil() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.yml");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        write_atomic(&p, b"two", 0o644).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size_mib("700M").unwrap(), 700);
+        assert_eq!(parse_size_mib("1.5G").unwrap(), 1536);
+        assert_eq!(parse_size_mib("512").unwrap(), 512);
+        assert_eq!(parse_size_mib("2048K").unwrap(), 2);
+        assert_eq!(parse_size_mib("1GiB").unwrap(), 1024);
+        assert!(parse_size_mib("abc").is_err());
+        assert!(parse_size_mib("-5M").is_err());
+        assert_eq!(human_size(1536 * 1024 * 1024), "1.5G");
+    }
+}

@@ -1,0 +1,74 @@
+//! The Module trait and the registry: livenet, nfs and demo plug in here. Generic
+//! maintenance (list, remove, clone, clear) lives in `ops`; a module adds what is
+//! specific to its images (paths it owns outside the image dir, content to clone).
+pub mod demo;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::ops::Ctx;
+use crate::store::{ImageClass, ImageRecord};
+
+pub trait Module: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn description(&self) -> &'static str;
+    /// The image classes this module handles.
+    fn classes(&self) -> &'static [ImageClass];
+    /// The actions it offers (its CLI subcommands / TUI menu entries).
+    fn actions(&self) -> &'static [&'static str];
+    /// Paths outside the image dir and the work dir that belong to the image.
+    fn owned_paths(&self, _cfg: &Config, _rec: &ImageRecord) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    /// Paths that belong to an image called `name` whatever its record says (used by
+    /// `clear` when the record is unreadable).
+    fn candidate_paths(&self, _cfg: &Config, _name: &str) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    /// Copies what the generic clone (the image directory) does not.
+    fn clone_extra(&self, _ctx: &Ctx, _src: &ImageRecord, _dst: &mut ImageRecord) -> Result<()> {
+        Ok(())
+    }
+    /// Refuses removal when something depends on the image.
+    fn check_remove(&self, _ctx: &Ctx, _rec: &ImageRecord) -> Result<()> {
+        Ok(())
+    }
+    /// Cleans what refers to the image after removal (exports, ...).
+    fn after_remove(&self, _ctx: &Ctx, _rec: &ImageRecord) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What `modules` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleInfo {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub classes: Vec<&'static str>,
+    pub actions: Vec<&'static str>,
+}
+
+/// All modules, in menu order.
+pub fn registry() -> Vec<Box<dyn Module>> {
+    vec![Box::new(demo::Demo)]
+}
+
+/// The module that handles an image class.
+pub fn for_class(class: ImageClass) -> Option<Box<dyn Module>> {
+    registry().into_iter().find(|m| m.classes().contains(&class))
+}
+
+pub fn infos() -> Vec<ModuleInfo> {
+    registry()
+        .iter()
+        .map(|m| ModuleInfo {
+            name: m.name(),
+            description: m.description(),
+            classes: m.classes().iter().map(|c| c.as_str()).collect(),
+            actions: m.actions().to_vec(),
+        })
+        .collect()
+}

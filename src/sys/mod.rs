@@ -1,0 +1,8 @@
+//! The system layer: the command runner, mounts, mountinfo, safe removal, processes.
+pub mod mount;
+pub mod mountinfo;
+pub mod proc;
+pub mod remove;
+pub mod runner;
+
+pub use runner::{Cmd, Output, Runner};

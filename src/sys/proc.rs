@@ -1,0 +1,68 @@
+//! Process facts: is a pid alive *and* the same process (start time), so a reused pid
+//! cannot fake a live build.
+use std::path::Path;
+
+/// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat).
+pub fn start_time(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: skip past the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    // rest starts with " S ..." : field 3 is the state; start time is field 22.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Is `pid` alive with the given start time?
+pub fn is_alive(pid: i32, start: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match start_time(pid) {
+        Some(s) => s == start && !is_zombie(pid),
+        None => false,
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|t| {
+            let rest = t[t.rfind(')')? + 1..].to_string();
+            rest.split_whitespace().next().map(|s| s == "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// This process's own start time.
+pub fn self_start_time() -> u64 {
+    start_time(std::process::id() as i32).unwrap_or(0)
+}
+
+/// Is `path` a terminal on stdin? (destructive actions ask only there)
+pub fn stdin_is_tty() -> bool {
+    // SAFETY: isatty only inspects the file descriptor.
+    unsafe { libc::isatty(0) == 1 }
+}
+
+/// True when running as root (mounts, chroot).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Whether a path exists without following a final symlink.
+pub fn exists_nofollow(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_start_time_is_alive() {
+        let me = std::process::id() as i32;
+        let st = start_time(me).unwrap();
+        assert!(is_alive(me, st));
+        assert!(!is_alive(me, st + 1), "same pid, other start time: not us");
+        assert!(!is_alive(0, 0));
+    }
+}
