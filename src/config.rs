@@ -151,7 +151,11 @@ impl Config {
     }
 
     /// Resolves a parsed config file; `root` (from `--root`) wins over every path key.
-    pub fn resolve(f: ConfigFile, root: Option<PathBuf>, source: Option<PathBuf>) -> Result<Config> {
+    pub fn resolve(
+        f: ConfigFile,
+        root: Option<PathBuf>,
+        source: Option<PathBuf>,
+    ) -> Result<Config> {
         let root = root.or(f.root.clone());
         if let Some(r) = &root {
             if !r.is_absolute() {
@@ -180,7 +184,11 @@ impl Config {
             "www/diskless/kernels",
             web_root.join("diskless/kernels"),
         );
-        let nodes_ipxe_dir = pick(f.nodes_ipxe_dir.clone(), "www/nodes", web_root.join("nodes"));
+        let nodes_ipxe_dir = pick(
+            f.nodes_ipxe_dir.clone(),
+            "www/nodes",
+            web_root.join("nodes"),
+        );
         let work_dir = pick(
             f.work_dir.clone(),
             "workdir",
@@ -206,7 +214,11 @@ impl Config {
             "state",
             PathBuf::from("/var/lib/disklessset"),
         );
-        let log_dir = pick(f.log_dir.clone(), "log", PathBuf::from("/var/log/disklessset"));
+        let log_dir = pick(
+            f.log_dir.clone(),
+            "log",
+            PathBuf::from("/var/log/disklessset"),
+        );
         let nodes_file = pick(
             f.nodes_file.clone(),
             "nodes.yml",
@@ -389,7 +401,10 @@ mod tests {
             c.nfs_staging_dir,
             Path::new("/diskless/images/nfsimages/staging")
         );
-        assert_eq!(c.nfs_golden_dir, Path::new("/diskless/images/nfsimages/golden"));
+        assert_eq!(
+            c.nfs_golden_dir,
+            Path::new("/diskless/images/nfsimages/golden")
+        );
     }
 
     #[test]
@@ -427,9 +442,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bzip9") && e.contains("zstd"), "{e}");
-        let f = parse_config("compression: gzip\ncompression_level: 12\n", Path::new("c"))
-            .unwrap();
+        let f = parse_config("compression: gzip\ncompression_level: 12\n", Path::new("c")).unwrap();
         let e = Config::resolve(f, None, None).unwrap_err().to_string();
-        assert!(e.contains("compression_level") && e.contains("1..=9"), "{e}");
+        assert!(
+            e.contains("compression_level") && e.contains("1..=9"),
+            "{e}"
+        );
     }
 }

@@ -40,7 +40,8 @@ pub fn write_atomic(dest: &Path, data: &[u8], mode: u32) -> Result<()> {
             .open(&tmp)
             .at(&tmp)?;
         f.write_all(data).at(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(mode)).at(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .at(&tmp)?;
         f.sync_all().at(&tmp)?;
         drop(f);
         fs::rename(&tmp, dest).at(dest)?;
@@ -137,7 +138,10 @@ mod tests {
         write_atomic(&p, b"one", 0o600).unwrap();
         write_atomic(&p, b"two", 0o644).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }
 

@@ -23,7 +23,11 @@ pub enum Verbosity {
 
 /// Installs the global subscriber. `terminal` receives log lines when given (stderr for
 /// the CLI with -i/-d, a channel for the TUI). Returns the log file path if one is open.
-pub fn init<W>(cfg: &Config, verbosity: Verbosity, terminal: Option<W>) -> Option<std::path::PathBuf>
+pub fn init<W>(
+    cfg: &Config,
+    verbosity: Verbosity,
+    terminal: Option<W>,
+) -> Option<std::path::PathBuf>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -51,6 +55,7 @@ where
     let term_layer = terminal.map(|w| {
         tracing_subscriber::fmt::layer()
             .with_writer(w)
+            .with_ansi(stderr_is_tty())
             .with_target(false)
             .without_time()
             .with_filter(term_level)
@@ -77,4 +82,9 @@ fn open_log(dir: &Path) -> Option<(std::fs::File, std::path::PathBuf)> {
         .open(&p)
         .ok()
         .map(|f| (f, p))
+}
+
+fn stderr_is_tty() -> bool {
+    // SAFETY: isatty only inspects the file descriptor.
+    unsafe { libc::isatty(2) == 1 }
 }

@@ -41,7 +41,13 @@ mod tests {
 
     #[test]
     fn accepts_good_names() {
-        for n in ["a", "img-1", "Rocky_9.3", "x".repeat(64).as_str(), "6.1.0-27-amd64"] {
+        for n in [
+            "a",
+            "img-1",
+            "Rocky_9.3",
+            "x".repeat(64).as_str(),
+            "6.1.0-27-amd64",
+        ] {
             assert!(validate("image", n).is_ok(), "{n}");
         }
     }

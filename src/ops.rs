@@ -174,9 +174,7 @@ pub fn remove(ctx: &Ctx, name: &str) -> Result<()> {
 pub fn clear(ctx: &Ctx, name: &str) -> Result<()> {
     crate::names::image(name)?;
     store::require_store(&ctx.cfg)?;
-    if !store::names(&ctx.cfg)?.iter().any(|n| n == name)
-        && !ctx.cfg.image_workdir(name).exists()
-    {
+    if !store::names(&ctx.cfg)?.iter().any(|n| n == name) && !ctx.cfg.image_workdir(name).exists() {
         return Err(Error::NoSuchImage(name.to_string()));
     }
     let _l = lock::lock_image(&ctx.cfg, name, "clear").map_err(|e| match e {
@@ -217,12 +215,17 @@ pub fn clone(ctx: &Ctx, src: &str, dst: &str) -> Result<ImageRecord> {
     }
     let src_rec = info.record.ok_or_else(|| Error::NoSuchImage(src.into()))?;
     if ctx.runner.dry_run() {
-        ctx.runner.note(format!("create image {dst} as a copy of {src}"));
+        ctx.runner
+            .note(format!("create image {dst} as a copy of {src}"));
     }
     let creation = if ctx.runner.dry_run() {
         None
     } else {
-        Some(store::begin_creation(&ctx.cfg, dst, &format!("clone of {src}"))?)
+        Some(store::begin_creation(
+            &ctx.cfg,
+            dst,
+            &format!("clone of {src}"),
+        )?)
     };
     let src_dir = ctx.cfg.image_dir(src);
     let dst_dir = ctx.cfg.image_dir(dst);
@@ -349,19 +352,17 @@ fn detach_store_loops(ctx: &Ctx, busy: &[PathBuf]) -> Result<Vec<String>> {
             continue;
         };
         let backing = PathBuf::from(backing.trim().trim_end_matches(" (deleted)"));
-        if !roots.iter().any(|r| backing.starts_with(r)) || busy.iter().any(|b| backing.starts_with(b)) {
+        if !roots.iter().any(|r| backing.starts_with(r))
+            || busy.iter().any(|b| backing.starts_with(b))
+        {
             continue;
         }
         let devpath = format!("/dev/{dev}");
         if mounts.iter().any(|m| m.source == devpath) {
             continue;
         }
-        ctx.runner.run(
-            &Cmd::new("losetup")
-                .package("mount")
-                .arg("-d")
-                .arg(&devpath),
-        )?;
+        ctx.runner
+            .run(&Cmd::new("losetup").package("mount").arg("-d").arg(&devpath))?;
         out.push(format!("{devpath} ({})", backing.display()));
     }
     Ok(out)
@@ -392,7 +393,11 @@ fn remove_temp_files(ctx: &Ctx) -> Result<Vec<PathBuf>> {
             let Some(rest) = n.strip_prefix(fsutil::TMP_PREFIX) else {
                 continue;
             };
-            let pid: i32 = rest.split('.').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            let pid: i32 = rest
+                .split('.')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
             if pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists() {
                 continue; // its writer is still running
             }

@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 use crate::store;
 
 /// Initramfs flavours: the reference's dracut one and the project's own minimal one.
-pub const FLAVOURS: [(&str, &str); 2] = [("dracut", "initramfs-kernel-"), ("own", "initramfs-own-")];
+pub const FLAVOURS: [(&str, &str); 2] =
+    [("dracut", "initramfs-kernel-"), ("own", "initramfs-own-")];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelInfo {

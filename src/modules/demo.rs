@@ -56,8 +56,17 @@ pub fn create(ctx: &Ctx, opts: &DemoCreate) -> Result<ImageRecord> {
             cfg.image_dir(&opts.name).display()
         ));
         let mnt = cfg.image_workdir(&opts.name).join("mnt");
-        mount::mount(&ctx.runner, Some("tmpfs"), "tmpfs", &mnt, &["size=16m", "mode=0755"])?;
-        ctx.runner.note(format!("write {}", cfg.image_dir(&opts.name).join("demo.txt").display()));
+        mount::mount(
+            &ctx.runner,
+            Some("tmpfs"),
+            "tmpfs",
+            &mnt,
+            &["size=16m", "mode=0755"],
+        )?;
+        ctx.runner.note(format!(
+            "write {}",
+            cfg.image_dir(&opts.name).join("demo.txt").display()
+        ));
         mount::umount(&ctx.runner, &mnt)?;
         return Ok(ImageRecord::new(&opts.name, ImageClass::DemoImage));
     }
@@ -69,11 +78,18 @@ pub fn create(ctx: &Ctx, opts: &DemoCreate) -> Result<ImageRecord> {
     let work = cfg.image_workdir(&opts.name);
     let mnt = work.join("mnt");
     std::fs::create_dir_all(&mnt).at(&mnt)?;
-    mount::mount(&ctx.runner, Some("tmpfs"), "tmpfs", &mnt, &["size=16m", "mode=0755"])?;
+    mount::mount(
+        &ctx.runner,
+        Some("tmpfs"),
+        "tmpfs",
+        &mnt,
+        &["size=16m", "mode=0755"],
+    )?;
     let guard = MountGuard::new(&ctx.runner, &mnt);
     std::thread::sleep(opts.step_delay);
 
-    ctx.progress.step(2, STEPS, "write the message into the work tree");
+    ctx.progress
+        .step(2, STEPS, "write the message into the work tree");
     let staged = mnt.join("demo.txt");
     std::fs::write(&staged, format!("{}\n", opts.message)).at(&staged)?;
     std::thread::sleep(opts.step_delay);

@@ -58,7 +58,9 @@ pub fn registry() -> Vec<Box<dyn Module>> {
 
 /// The module that handles an image class.
 pub fn for_class(class: ImageClass) -> Option<Box<dyn Module>> {
-    registry().into_iter().find(|m| m.classes().contains(&class))
+    registry()
+        .into_iter()
+        .find(|m| m.classes().contains(&class))
 }
 
 pub fn infos() -> Vec<ModuleInfo> {

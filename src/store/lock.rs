@@ -138,9 +138,7 @@ enum Acquire {
 
 fn acquire(path: &Path, operation: &str) -> std::result::Result<Lock, Acquire> {
     let dir = path.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir)
-        .at(dir)
-        .map_err(Acquire::Err)?;
+    std::fs::create_dir_all(dir).at(dir).map_err(Acquire::Err)?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -213,7 +211,10 @@ mod tests {
         let e = lock_image(&cfg, "img", "remove").unwrap_err().to_string();
         assert_eq!(
             e,
-            format!("image img is locked by pid {} (livenet create)", std::process::id())
+            format!(
+                "image img is locked by pid {} (livenet create)",
+                std::process::id()
+            )
         );
         assert!(holder(&cfg, "img").is_some());
         drop(l);

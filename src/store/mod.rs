@@ -79,7 +79,7 @@ fn marker_path(cfg: &Config, name: &str) -> PathBuf {
 
 /// Does the store exist? Read-only commands refuse a missing store rather than invent one.
 pub fn require_store(cfg: &Config) -> Result<()> {
-    if cfg.images_dir.is_dir() {
+    if cfg.images_dir.is_dir() || cfg.root.as_ref().map(|r| r.is_dir()).unwrap_or(false) {
         return Ok(());
     }
     let shown = cfg.root.as_ref().unwrap_or(&cfg.images_dir);
@@ -218,18 +218,23 @@ pub fn info(cfg: &Config, name: &str, mounts: &[MountEntry]) -> ImageInfo {
         }
     };
     let problem = problem.or_else(|| {
-        interrupted.as_ref().filter(|_| state != State::Corrupted).map(|i| {
-            format!(
-                "{} by pid {} was interrupted; run `disklessset recover`",
-                i.operation, i.pid
-            )
-        })
+        interrupted
+            .as_ref()
+            .filter(|_| state != State::Corrupted)
+            .map(|i| {
+                format!(
+                    "{} by pid {} was interrupted; run `disklessset recover`",
+                    i.operation, i.pid
+                )
+            })
     });
     ImageInfo {
         name: name.to_string(),
         state,
         module: record.as_ref().map(|r| r.image_class.module().to_string()),
-        layout: record.as_ref().and_then(|r| r.layout.map(|l| l.as_str().to_string())),
+        layout: record
+            .as_ref()
+            .and_then(|r| r.layout.map(|l| l.as_str().to_string())),
         size_bytes: fsutil::tree_size(&dir),
         kernel: record.as_ref().and_then(|r| r.kernel.clone()),
         generation: record.as_ref().map(|r| r.generation).unwrap_or(0),
@@ -245,10 +250,7 @@ pub fn info(cfg: &Config, name: &str, mounts: &[MountEntry]) -> ImageInfo {
 /// All images with their states.
 pub fn list(cfg: &Config) -> Result<Vec<ImageInfo>> {
     let mounts = mountinfo::read()?;
-    Ok(names(cfg)?
-        .iter()
-        .map(|n| info(cfg, n, &mounts))
-        .collect())
+    Ok(names(cfg)?.iter().map(|n| info(cfg, n, &mounts)).collect())
 }
 
 fn read_marker(cfg: &Config, name: &str) -> Option<Marker> {
@@ -302,7 +304,9 @@ pub fn begin_creation(cfg: &Config, name: &str, operation: &str) -> Result<Creat
         return Err(Error::WrongState {
             name: name.to_string(),
             state: "corrupted".into(),
-            hint: format!("an earlier creation did not finish; run `disklessset clear {name}` first"),
+            hint: format!(
+                "an earlier creation did not finish; run `disklessset clear {name}` first"
+            ),
         });
     }
     if cfg.image_dir(name).exists() {

@@ -72,7 +72,8 @@ pub enum LivenetType {
 }
 
 impl LivenetType {
-    pub const ALL: [LivenetType; 3] = [LivenetType::Standard, LivenetType::Small, LivenetType::Core];
+    pub const ALL: [LivenetType; 3] =
+        [LivenetType::Standard, LivenetType::Small, LivenetType::Core];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -333,15 +334,16 @@ fn from_mapping(m: &Mapping) -> Result<ImageRecord> {
     }
     if let Some(s) = opt_string(m, "livenet_size") {
         r.livenet_size = Some(crate::fsutil::parse_size_mib(&s).map_err(|_| {
-            Error::invalid(format!("livenet_size: {s:?} is not a size in MiB (e.g. 1500)"))
+            Error::invalid(format!(
+                "livenet_size: {s:?} is not a size in MiB (e.g. 1500)"
+            ))
         })?);
     }
     let boolean = |k: &str| -> Result<bool> {
         match m.get(k) {
             None => Ok(false),
-            Some(v) => py_bool(v).ok_or_else(|| {
-                Error::invalid(format!("{k}: {v:?} is not a boolean (True/False)"))
-            }),
+            Some(v) => py_bool(v)
+                .ok_or_else(|| Error::invalid(format!("{k}: {v:?} is not a boolean (True/False)"))),
         }
     };
     r.selinux = boolean("selinux")?;
@@ -430,7 +432,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("FooImage") && e.contains("NfsGoldenImage"), "{e}");
+        assert!(
+            e.contains("FooImage") && e.contains("NfsGoldenImage"),
+            "{e}"
+        );
     }
 
     #[test]

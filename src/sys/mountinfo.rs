@@ -114,7 +114,10 @@ garbage line
     fn below_is_deepest_first_and_component_wise() {
         let m = parse(SAMPLE);
         let b = below(&m, Path::new("/var/tmp/work dir/img"));
-        let pts: Vec<_> = b.iter().map(|e| e.mount_point.display().to_string()).collect();
+        let pts: Vec<_> = b
+            .iter()
+            .map(|e| e.mount_point.display().to_string())
+            .collect();
         assert_eq!(pts[0], "/var/tmp/work dir/img/mnt/dev/pts");
         assert_eq!(pts.last().unwrap(), "/var/tmp/work dir/img/mnt");
         assert_eq!(pts.len(), 4, "img2 is not below img");

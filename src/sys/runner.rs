@@ -399,7 +399,10 @@ mod tests {
             .run(&Cmd::new("no-such-prog-xyz").package("xyz-tools"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("no-such-prog-xyz") && e.contains("xyz-tools"), "{e}");
+        assert!(
+            e.contains("no-such-prog-xyz") && e.contains("xyz-tools"),
+            "{e}"
+        );
     }
 
     #[test]

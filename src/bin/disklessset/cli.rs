@@ -1,0 +1,276 @@
+//! The command-line front-end: parses arguments, builds the context, calls one core
+//! operation, prints its result. No logic of its own.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+
+use disklessset::config::{Config, ConfigSource};
+use disklessset::logging::{self, Verbosity};
+use disklessset::modules::demo;
+use disklessset::ops::{self, Ctx, Progress, ProgressEvent};
+use disklessset::sys::proc::stdin_is_tty;
+use disklessset::sys::Runner;
+
+use crate::output;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "disklessset",
+    version,
+    about = "Diskless image manager: livenet (squashfs in RAM) and NFS images, iPXE boot",
+    long_about = "Diskless image manager for HPC and bare-metal clusters.\n\nWithout a subcommand on a terminal it opens the full-screen menu; every menu action is also a subcommand below."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Configuration file [default: /etc/disklessset/config.yaml]
+    #[arg(long, global = true, env = "DISKLESSSET_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Put the whole store (images, kernels, work dir, nfs roots, state, logs) under DIR
+    #[arg(long, global = true, env = "DISKLESSSET_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Info logs on stderr too
+    #[arg(short = 'i', long = "info", global = true)]
+    pub info: bool,
+    /// Debug logs on stderr too
+    #[arg(short = 'd', long = "debug", global = true)]
+    pub debug: bool,
+    /// Machine-readable output (list, show, kernels, modules, recover)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print the plan and the exact commands; change nothing
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// No confirmation prompts (required for destructive actions when stdin is not a terminal)
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List images with their state, module, layout, size, kernel and generation
+    List,
+    /// Show one image in detail
+    Show { name: String },
+    /// Remove an image and everything it owns (asks for confirmation)
+    Remove { name: String },
+    /// Clone an image into a new one
+    Clone { src: String, dst: String },
+    /// Force out a corrupted or stuck image (its mounts, work dir and trees)
+    Clear { name: String },
+    /// Clean what crashes left store-wide: leaked mounts, loop devices, temp files, stale locks
+    Recover,
+    /// List the image modules
+    Modules,
+    /// List kernels and whether their initramfs is present
+    Kernels,
+    /// The demo module
+    #[command(subcommand)]
+    Demo(DemoCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCmd {
+    /// Create a demo image holding a message
+    Create {
+        name: String,
+        #[arg(long, default_value = "hello from disklessset")]
+        message: String,
+        /// Die mid-creation on purpose (to exercise recovery)
+        #[arg(long)]
+        crash: bool,
+        /// Pause between creation steps, in milliseconds
+        #[arg(long, default_value_t = 200, hide = true)]
+        step_delay_ms: u64,
+    },
+}
+
+pub fn main() -> i32 {
+    install_panic_hook();
+    // Die quietly on a closed pipe (`disklessset list | head`) like other Unix tools.
+    // SAFETY: setting a signal disposition to its default at start-up, single-threaded.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = e.print();
+            return code;
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("disklessset: error: {}", one_line(&e));
+            1
+        }
+    }
+}
+
+/// The error and its causes on one line.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in e.chain() {
+        let s = c.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        let loc = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("disklessset: internal error{loc}: {msg} (please report this bug; run `disklessset recover` if an operation was interrupted)");
+    }));
+}
+
+pub fn load_config(g: &Global) -> Result<Config> {
+    Ok(Config::load(&ConfigSource {
+        config_file: g.config.clone(),
+        root: g.root.clone(),
+    })?)
+}
+
+fn verbosity(g: &Global) -> Verbosity {
+    if g.debug {
+        Verbosity::Debug
+    } else if g.info {
+        Verbosity::Info
+    } else {
+        Verbosity::Quiet
+    }
+}
+
+/// Asks before a destructive action; refuses without a terminal unless --yes.
+fn confirm(g: &Global, what: &str) -> Result<()> {
+    if g.yes || g.dry_run {
+        return Ok(());
+    }
+    if !stdin_is_tty() {
+        return Err(disklessset::Error::NeedsConfirmation(what.to_string()).into());
+    }
+    let ok = dialoguer::Confirm::new()
+        .with_prompt(format!("{what}?"))
+        .default(false)
+        .interact()
+        .context("reading the confirmation")?;
+    if ok {
+        Ok(())
+    } else {
+        Err(disklessset::Error::Cancelled.into())
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let g = cli.global.clone();
+    let cfg = load_config(&g)?;
+    let Some(command) = cli.command else {
+        eprintln!("disklessset: the full-screen menu needs a terminal; use the subcommands (`disklessset --help`), e.g. `disklessset list`");
+        return Ok(2);
+    };
+    logging::init(&cfg, verbosity(&g), Some(std::io::stderr));
+    let runner = Runner::new(g.dry_run);
+    let progress = if g.json || g.dry_run {
+        Progress::default()
+    } else {
+        Progress::new(|ev: &ProgressEvent| match ev {
+            ProgressEvent::Step {
+                index,
+                total,
+                label,
+            } => {
+                eprintln!("[{index}/{total}] {label}")
+            }
+        })
+    };
+    let ctx = Ctx::new(cfg, runner.clone()).with_progress(progress);
+    let code = dispatch(&ctx, &g, command)?;
+    if g.dry_run {
+        output::print_plan(&runner.plan());
+    }
+    Ok(code)
+}
+
+fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
+    match command {
+        Command::List => {
+            let list = ops::list(ctx)?;
+            output::images(&list, g.json)?;
+        }
+        Command::Show { name } => {
+            let info = ops::show(ctx, &name)?;
+            output::image(&info, g.json)?;
+        }
+        Command::Remove { name } => {
+            disklessset::names::image(&name)?;
+            let info = ops::show(ctx, &name)?;
+            confirm(
+                g,
+                &format!(
+                    "remove image {name} ({} and its work dir)",
+                    info.dir.display()
+                ),
+            )?;
+            ops::remove(ctx, &name)?;
+            output::done(g.json, &format!("removed image {name}"))?;
+        }
+        Command::Clone { src, dst } => {
+            let rec = ops::clone(ctx, &src, &dst)?;
+            output::done(g.json, &format!("cloned {src} into {}", rec.name))?;
+        }
+        Command::Clear { name } => {
+            disklessset::names::image(&name)?;
+            confirm(
+                g,
+                &format!("clear image {name}: delete everything it has, whatever its state"),
+            )?;
+            ops::clear(ctx, &name)?;
+            output::done(g.json, &format!("cleared image {name}"))?;
+        }
+        Command::Recover => {
+            let rep = ops::recover(ctx)?;
+            output::recover(&rep, g.json)?;
+        }
+        Command::Modules => output::modules(&ops::module_infos(), g.json)?,
+        Command::Kernels => output::kernels(&ops::kernels(ctx)?, g.json)?,
+        Command::Demo(DemoCmd::Create {
+            name,
+            message,
+            crash,
+            step_delay_ms,
+        }) => {
+            let rec = demo::create(
+                ctx,
+                &demo::DemoCreate {
+                    name,
+                    message,
+                    crash,
+                    step_delay: Duration::from_millis(step_delay_ms),
+                },
+            )?;
+            output::done(g.json, &format!("created demo image {}", rec.name))?;
+        }
+    }
+    Ok(0)
+}
