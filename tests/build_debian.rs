@@ -378,3 +378,42 @@ fn unreachable_mirror_is_named() {
     }
     assert!(e.to_string().contains("mirrors:"), "{e}");
 }
+
+/// The small and standard package sets resolve and install (slow: ~2-3 min; run with
+/// `cargo test --test build_debian -- --ignored`).
+#[test]
+#[ignore]
+fn small_and_standard_bookworm_install() {
+    if !can_run() {
+        return;
+    }
+    for t in [LivenetType::Small, LivenetType::Standard] {
+        let s = Scratch::new();
+        let mut spec = BuildSpec::new("debian", t).unwrap();
+        spec.optimize = true;
+        let t0 = Instant::now();
+        build::builder_for(spec.distro)
+            .build(&s.ctx, &spec, &s.tree())
+            .unwrap();
+        let (bytes, inodes) = du(&s.tree());
+        eprintln!(
+            "{} bookworm (optimize): {:.1} s, {} MB, {} inodes",
+            t.as_str(),
+            t0.elapsed().as_secs_f64(),
+            bytes >> 20,
+            inodes
+        );
+        let installed = dpkg_installed(&s.tree());
+        for p in &mmdebstrap::plan(&s.ctx, &spec).unwrap().packages {
+            assert!(installed.contains_key(p), "{p}");
+        }
+        let mut ss = SetupSpec::new("ci-std");
+        ss.ssh_pub_key = Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKp3 t@ci".into());
+        setup_tree(&s.ctx, &s.tree(), &ss).unwrap();
+        assert!(std::fs::symlink_metadata(
+            s.tree()
+                .join("etc/systemd/system/sysinit.target.wants/systemd-resolved.service")
+        )
+        .is_ok());
+    }
+}
