@@ -10,6 +10,7 @@ pub mod logging;
 pub mod modules;
 pub mod names;
 pub mod ops;
+pub mod pack;
 pub mod store;
 pub mod sys;
 pub mod yaml;

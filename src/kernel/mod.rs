@@ -1,4 +1,6 @@
 //! Kernels and initramfs files in the kernels dir.
+pub mod dracut;
+
 use std::path::PathBuf;
 
 use serde::Serialize;
