@@ -2,6 +2,7 @@
 //! No terminal, no argument parsing: the front-ends (CLI, TUI, bootset) live in `src/bin/`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod boot;
 pub mod config;
 pub mod error;
 pub mod fsutil;

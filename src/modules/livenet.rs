@@ -491,8 +491,9 @@ pub fn render_boot_ipxe(cfg: &Config, rec: &ImageRecord) -> Result<String> {
          # disklessset livenet image {name} (layout {layout}, initramfs {flavour})\n\
          isset ${{dls-base}} || set dls-base {fallback}\n\
          isset ${{dls-console}} || set dls-console console=tty0 console=ttyS0,115200n8\n\
+         isset ${{dls-ip}} || set dls-ip ip=dhcp\n\
          echo disklessset: booting image {name} from ${{dls-base}}\n\
-         kernel ${{dls-base}}/{kernels}/vmlinuz-{kver} initrd={initrd} {cmdline} ip=dhcp ${{dls-console}} ${{dls-kernel-args}}\n\
+         kernel ${{dls-base}}/{kernels}/vmlinuz-{kver} initrd={initrd} {cmdline} ${{dls-ip}} ${{dls-console}} ${{dls-kernel-args}}\n\
          initrd ${{dls-base}}/{kernels}/{initrd}\n\
          boot\n",
         name = rec.name,
