@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests: a temp store, the binaries, mount checks.
 #![allow(dead_code)]
+pub mod vm;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
