@@ -304,18 +304,16 @@ pub fn unmount_image(ctx: &Ctx, name: &str, discard: bool) -> Result<UnmountRepo
 pub fn repack(ctx: &Ctx, rec: &mut ImageRecord, tree: &Path) -> Result<u32> {
     let dest = generations::current_path(&ctx.cfg, &rec.name);
     let staged = pack::staging_path(&dest);
-    let res = (|| -> Result<()> {
-        match rec.layout.unwrap_or(Layout::Native) {
-            Layout::Native => pack::pack_native(ctx, tree, &staged),
-            Layout::Compat => {
-                let size = rec
-                    .livenet_size
-                    .unwrap_or_else(|| pack::min_size_mib(tree) + ctx.cfg.resize_headroom_mib);
-                let scratch = ctx.cfg.image_workdir(&rec.name).join("pack");
-                pack::pack_compat(ctx, tree, size, &scratch, &staged)
-            }
+    let res = match rec.layout.unwrap_or(Layout::Native) {
+        Layout::Native => pack::pack_native(ctx, tree, &staged),
+        Layout::Compat => {
+            let size = rec
+                .livenet_size
+                .unwrap_or_else(|| pack::min_size_mib(tree) + ctx.cfg.resize_headroom_mib);
+            let scratch = ctx.cfg.image_workdir(&rec.name).join("pack");
+            pack::pack_compat(ctx, tree, size, &scratch, &staged)
         }
-    })();
+    };
     if let Err(e) = res {
         let _ = std::fs::remove_file(&staged);
         return Err(e);
