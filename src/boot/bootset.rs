@@ -141,9 +141,17 @@ pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String> {
 }
 
 /// The entry script (`/boot.ipxe`) for a given base URL.
-pub fn render_entry(cfg: &Config, base: &str) -> Result<String> {
+/// `force`: the server knows the base for sure (from the request): set it outright.
+pub fn render_entry(cfg: &Config, base: &str, force: bool) -> Result<String> {
     let mut v = BTreeMap::new();
-    v.insert("base_url", base.to_string());
+    v.insert(
+        "base_line",
+        if force {
+            format!("set dls-base {base}")
+        } else {
+            format!("isset ${{dls-base}} || set dls-base {base}")
+        },
+    );
     v.insert("nodes_path", rel_to_web(cfg, &cfg.nodes_ipxe_dir));
     render(ENTRY_TEMPLATE, &v)
 }
@@ -378,7 +386,7 @@ pub fn assign(ctx: &Ctx, a: &Assign) -> Result<AssignReport> {
         }
     }
     // The static entry script for DHCP bootfiles pointing at a plain web server.
-    let entry = render_entry(cfg, &static_base(cfg))?;
+    let entry = render_entry(cfg, &static_base(cfg), false)?;
     write_if_changed(&cfg.web_root.join("boot.ipxe"), entry.as_bytes())?;
     Ok(rep)
 }
@@ -484,7 +492,7 @@ mod tests {
         assert!(s.contains("set dls-console console=ttyS1"), "{s}");
         assert!(s.contains("set dls-kernel-args quiet panic=10"), "{s}");
         assert!(s.contains("goto diskless"), "{s}");
-        let e = render_entry(&cfg, "http://10.0.2.2:8080").unwrap();
+        let e = render_entry(&cfg, "http://10.0.2.2:8080", true).unwrap();
         assert!(e.contains("set dls-base http://10.0.2.2:8080"), "{e}");
         assert!(e.contains("/nodes/${mac:hexhyp}.ipxe"), "{e}");
         let bad = Assign {
