@@ -39,8 +39,22 @@ pub struct ConfigFile {
     pub base_url: Option<String>,
     /// NFS server address written in `root=nfs:` lines.
     pub nfs_server: Option<String>,
-    /// Exports file the tool owns.
+    /// Exports file the tool owns (kernel NFS server).
     pub exports_file: Option<PathBuf>,
+    /// Which NFS server serves the NFS images: `kernel` (exports file + `exportfs -ra`)
+    /// or `ganesha` (an nfs-ganesha config snippet + SIGHUP).
+    pub nfs_server_kind: Option<NfsServerKind>,
+    /// The nfs-ganesha EXPORT blocks the tool owns (`%include` it from ganesha.conf).
+    pub ganesha_exports_file: Option<PathBuf>,
+    /// nfs-ganesha's pid file (reloaded with SIGHUP when it runs).
+    pub ganesha_pid_file: Option<PathBuf>,
+    /// NFS mount options nodes use (`dl.nfs_opts=`), e.g. `vers=4.1,port=20490`.
+    pub nfs_mount_options: Option<String>,
+    /// Clients allowed on shared NFS roots, and on per-node dirs whose node has no
+    /// address in the inventory: `*`, a network (`10.0.0.0/16`) or a host.
+    pub nfs_clients: Option<String>,
+    /// Paths a node of an NFS golden image keeps across reboots (its own copy).
+    pub nfs_persist_paths: Option<Vec<String>>,
     pub listen: Option<String>,
     pub compression: Option<Compression>,
     pub compression_level: Option<u32>,
@@ -57,6 +71,30 @@ pub struct ConfigFile {
     #[serde(default)]
     pub gpg_keys: Vec<String>,
 }
+
+/// The NFS server the exports are written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NfsServerKind {
+    /// Linux knfsd: `/etc/exports.d/*.exports`, reloaded with `exportfs -ra`.
+    #[default]
+    Kernel,
+    /// nfs-ganesha (user space): EXPORT blocks, reloaded with SIGHUP.
+    Ganesha,
+}
+
+impl NfsServerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NfsServerKind::Kernel => "kernel",
+            NfsServerKind::Ganesha => "ganesha",
+        }
+    }
+}
+
+/// Default paths a node of an NFS golden image keeps across reboots.
+pub const DEFAULT_PERSIST_PATHS: &[&str] =
+    &["/var/log", "/etc/ssh", "/var/lib/disklessset-persist"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -101,6 +139,12 @@ pub struct Config {
     pub base_url: Option<String>,
     pub nfs_server: Option<String>,
     pub exports_file: PathBuf,
+    pub nfs_server_kind: NfsServerKind,
+    pub ganesha_exports_file: PathBuf,
+    pub ganesha_pid_file: PathBuf,
+    pub nfs_mount_options: Option<String>,
+    pub nfs_clients: String,
+    pub nfs_persist_paths: Vec<String>,
     pub listen: String,
     pub compression: Compression,
     pub compression_level: u32,
@@ -229,6 +273,65 @@ impl Config {
             "exports/disklessset.exports",
             PathBuf::from("/etc/exports.d/disklessset.exports"),
         );
+        let ganesha_exports_file = pick(
+            f.ganesha_exports_file.clone(),
+            "exports/disklessset.ganesha.conf",
+            PathBuf::from("/etc/ganesha/disklessset.conf"),
+        );
+        let ganesha_pid_file = f
+            .ganesha_pid_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/run/ganesha/ganesha.pid"));
+        let nfs_persist_paths = match &f.nfs_persist_paths {
+            Some(v) => v.clone(),
+            None => DEFAULT_PERSIST_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        };
+        for p in &nfs_persist_paths {
+            check_persist_path(p).map_err(|msg| Error::Config {
+                file: source_name(&source),
+                msg: format!("nfs_persist_paths: {msg}"),
+            })?;
+        }
+        let nfs_clients = f.nfs_clients.clone().unwrap_or_else(|| "*".to_string());
+        if nfs_clients.is_empty()
+            || !nfs_clients
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "*.:/-_".contains(c))
+        {
+            return Err(Error::Config {
+                file: source_name(&source),
+                msg: format!(
+                    "nfs_clients: {nfs_clients:?} is not a client spec: use *, a network such as 10.0.0.0/16, or a host"
+                ),
+            });
+        }
+        if let Some(o) = &f.nfs_mount_options {
+            if o.is_empty()
+                || !o
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".,=_-".contains(c))
+            {
+                return Err(Error::Config {
+                    file: source_name(&source),
+                    msg: format!(
+                        "nfs_mount_options: {o:?} is not a mount option list: write e.g. vers=4.2 or vers=4.1,port=20490"
+                    ),
+                });
+            }
+        }
+        if let Some(s) = &f.nfs_server {
+            if s.parse::<std::net::Ipv4Addr>().is_err() {
+                return Err(Error::Config {
+                    file: source_name(&source),
+                    msg: format!(
+                        "nfs_server: {s:?} must be an IPv4 address (nodes mount it before any name resolution)"
+                    ),
+                });
+            }
+        }
         for (key, p) in [
             ("web_root", &web_root),
             ("images_dir", &images_dir),
@@ -293,6 +396,12 @@ impl Config {
             base_url: f.base_url.map(|u| u.trim_end_matches('/').to_string()),
             nfs_server: f.nfs_server,
             exports_file,
+            nfs_server_kind: f.nfs_server_kind.unwrap_or_default(),
+            ganesha_exports_file,
+            ganesha_pid_file,
+            nfs_mount_options: f.nfs_mount_options,
+            nfs_clients,
+            nfs_persist_paths,
             listen: f.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string()),
             compression,
             compression_level,
@@ -340,6 +449,31 @@ impl Config {
             &self.log_dir,
         ]
     }
+}
+
+/// A path a node may keep across reboots: absolute, no `.`/`..`, not `/`, plain characters.
+pub fn check_persist_path(p: &str) -> std::result::Result<(), String> {
+    let ok_chars = p
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+@".contains(c));
+    if !p.starts_with('/') || !ok_chars {
+        return Err(format!(
+            "{p:?} must be an absolute path of letters, digits and / . _ - + @"
+        ));
+    }
+    let comps: Vec<&str> = p.split('/').filter(|c| !c.is_empty()).collect();
+    if comps.is_empty() {
+        return Err("/ cannot be kept per node (it is the shared image)".into());
+    }
+    if comps.iter().any(|c| *c == "." || *c == "..") {
+        return Err(format!("{p:?} must not hold . or .. components"));
+    }
+    if matches!(comps[0], "proc" | "sys" | "dev" | "run" | "tmp") {
+        return Err(format!(
+            "{p:?} is a run-time file system of the node, not image content"
+        ));
+    }
+    Ok(())
 }
 
 fn source_name(source: &Option<PathBuf>) -> String {

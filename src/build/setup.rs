@@ -190,6 +190,7 @@ pub fn setup_tree(ctx: &Ctx, tree_dir: &Path, spec: &SetupSpec) -> Result<()> {
         enable_unit(r, t, "serial-getty@.service", Some(tty), Some(&tmpl))?;
     }
     ready_unit(r, t, &spec.image_name)?;
+    ssh_host_keys(r, t, spec.nfs_root)?;
     // Each node gets its own machine-id at boot (an empty file: not a first boot).
     tree::remove(r, t, "etc/machine-id")?;
     tree::write(r, t, "etc/machine-id", b"", 0o444, "empty: one id per node")?;
@@ -592,6 +593,49 @@ echo "$line"
     enable_unit(r, t, READY_UNIT, None, Some(&path))
 }
 
+/// The unit that makes a node's missing SSH host keys at boot (`ssh-keygen -A` only
+/// creates the missing ones, so it is a no-op on an image that ships keys). Debian's
+/// openssh-server makes them at package install only: an image without them would
+/// have no sshd. NFS roots ship none (every node of an image would share them); their
+/// nodes keep the ones they make in their persistent /etc/ssh.
+pub const SSH_KEYGEN_UNIT: &str = "disklessset-ssh-keygen.service";
+
+fn ssh_host_keys(r: &Runner, t: &Path, remove_shipped: bool) -> Result<()> {
+    let Some(keygen) = find_program(t, &["usr/bin/ssh-keygen", "bin/ssh-keygen"]) else {
+        return Ok(());
+    };
+    if remove_shipped {
+        let dir = tree::resolve(t, "etc/ssh", true)?;
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with("ssh_host_") {
+                    tree::remove(r, t, &format!("etc/ssh/{n}"))?;
+                }
+            }
+        }
+    }
+    let unit = format!(
+        "[Unit]
+Description=disklessset: make this node's missing SSH host keys
+         DefaultDependencies=no
+After=local-fs.target
+Before=ssh.service sshd.service
+
+         [Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={keygen} -A
+
+         [Install]
+WantedBy=multi-user.target
+"
+    );
+    let path = format!("/etc/systemd/system/{SSH_KEYGEN_UNIT}");
+    tree::write(r, t, &path, unit.as_bytes(), 0o644, "SSH host keys at boot")?;
+    enable_unit(r, t, SSH_KEYGEN_UNIT, None, Some(&path))
+}
+
 /// Labels the tree with the image's own policy (`setfiles -r`), or, when the host has
 /// no setfiles, marks it for relabelling at first boot.
 fn selinux_relabel(r: &Runner, t: &Path) -> Result<()> {
@@ -916,6 +960,49 @@ mod tests {
             .contains("tmpfs /tmp"));
         let net = fs::read_to_string(t.join("etc/systemd/network/10-disklessset.network")).unwrap();
         assert!(net.contains("IgnoreCarrierLoss=yes"));
+    }
+
+    #[test]
+    fn nfs_roots_ship_no_ssh_host_keys_and_nodes_make_their_own() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path();
+        fake_debian(t);
+        fs::create_dir_all(t.join("usr/bin")).unwrap();
+        fs::write(t.join("usr/bin/ssh-keygen"), b"").unwrap();
+        for k in [
+            "ssh_host_ed25519_key",
+            "ssh_host_ed25519_key.pub",
+            "ssh_host_rsa_key",
+        ] {
+            fs::write(t.join("etc/ssh").join(k), b"k").unwrap();
+        }
+        let ctx = testutil::ctx(t);
+        // livenet: keys kept (the unit only makes missing ones)
+        setup_tree(&ctx, t, &SetupSpec::new("x")).unwrap();
+        assert!(t.join("etc/ssh/ssh_host_rsa_key").exists());
+        let unit = fs::read_to_string(t.join("etc/systemd/system").join(SSH_KEYGEN_UNIT)).unwrap();
+        assert!(
+            unit.contains("ExecStart=/usr/bin/ssh-keygen -A\n"),
+            "{unit}"
+        );
+        assert!(unit.contains("Before=ssh.service"), "{unit}");
+        assert_eq!(
+            link(
+                t,
+                &format!("etc/systemd/system/multi-user.target.wants/{SSH_KEYGEN_UNIT}")
+            ),
+            format!("/etc/systemd/system/{SSH_KEYGEN_UNIT}")
+        );
+        // NFS root: no shipped host keys, the rest of /etc/ssh stays
+        let mut spec = SetupSpec::new("x");
+        spec.nfs_root = true;
+        setup_tree(&ctx, t, &spec).unwrap();
+        let left: Vec<String> = fs::read_dir(t.join("etc/ssh"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!left.iter().any(|n| n.starts_with("ssh_host_")), "{left:?}");
+        assert!(left.contains(&"sshd_config".to_string()), "{left:?}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! specific to its images (paths it owns outside the image dir, content to clone).
 pub mod demo;
 pub mod livenet;
+pub mod nfs;
 
 use std::path::PathBuf;
 
@@ -54,7 +55,11 @@ pub struct ModuleInfo {
 
 /// All modules, in menu order.
 pub fn registry() -> Vec<Box<dyn Module>> {
-    vec![Box::new(demo::Demo), Box::new(livenet::Livenet)]
+    vec![
+        Box::new(demo::Demo),
+        Box::new(livenet::Livenet),
+        Box::new(nfs::Nfs),
+    ]
 }
 
 /// The module that handles an image class.

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use disklessset::config::{Config, ConfigSource};
 use disklessset::logging::{self, Verbosity};
-use disklessset::modules::{demo, livenet};
+use disklessset::modules::{demo, livenet, nfs};
 use disklessset::ops::{self, Ctx, Progress, ProgressEvent};
 use disklessset::sys::proc::stdin_is_tty;
 use disklessset::sys::Runner;
@@ -78,6 +78,9 @@ pub enum Command {
     /// The livenet module: squashfs images booted into RAM
     #[command(subcommand)]
     Livenet(LivenetCmd),
+    /// NFS images: staging trees, golden copies, per-node state
+    #[command(subcommand)]
+    Nfs(NfsCmd),
     /// Restore an image's previous generation
     Rollback { name: String },
     /// Manage an image's kernel
@@ -155,6 +158,89 @@ pub struct LivenetCreateArgs {
     #[arg(long)]
     pub mirror: Option<String>,
     /// Initramfs flavour: own (minimal, fast) or dracut
+    #[arg(long, default_value = "own")]
+    pub initramfs: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NfsCmd {
+    /// Staging images: a root tree under the NFS root, customised in place
+    #[command(subcommand)]
+    Staging(NfsStagingCmd),
+    /// Golden images: frozen copies of a staging image that nodes boot read-only
+    #[command(subcommand)]
+    Golden(NfsGoldenCmd),
+    /// The nodes of a golden image: each keeps its own state, not a copy of the image
+    #[command(subcommand)]
+    Nodes(NfsNodesCmd),
+    /// Regenerate the exports from the records and reload the running NFS server
+    Exports,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NfsStagingCmd {
+    /// Build a staging image from package repositories (the build options of livenet create)
+    Create(Box<NfsCreateArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NfsGoldenCmd {
+    /// Copy a staging image into a golden image
+    Create {
+        name: String,
+        /// The staging image to copy
+        #[arg(long)]
+        from: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NfsNodesCmd {
+    /// Give nodes their own directory and export (NODESET: c[001-100],login1,@group)
+    Add { golden: String, nodeset: String },
+    /// Remove nodes and their kept state (asks for confirmation)
+    Remove { golden: String, nodeset: String },
+    /// List a golden image's nodes with what each keeps
+    List {
+        golden: String,
+        nodeset: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NfsCreateArgs {
+    pub name: String,
+    /// debian, ubuntu, rocky, alma, rhel, fedora
+    #[arg(long, default_value = "debian")]
+    pub distro: String,
+    /// Release (bookworm, 12, noble, 9, ...) [default: the manifest's for the distro]
+    #[arg(long)]
+    pub release: Option<String>,
+    /// standard, small or core
+    #[arg(long = "type", default_value = "core")]
+    pub livenet_type: String,
+    /// Root password from the first line of FILE
+    #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
+    pub password_file: Option<PathBuf>,
+    /// Root password from the first line of stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Public key for root's authorized_keys
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
+    /// Relabel for SELinux (EL images)
+    #[arg(long)]
+    pub selinux: bool,
+    /// Leave out docs, man pages and locales
+    #[arg(long)]
+    pub optimize: bool,
+    /// Extra packages, comma-separated
+    #[arg(long, value_delimiter = ',')]
+    pub packages: Vec<String>,
+    /// Package mirror URL
+    #[arg(long)]
+    pub mirror: Option<String>,
+    /// Initramfs flavour: own (minimal, fast; per-node persistence) or dracut
     #[arg(long, default_value = "own")]
     pub initramfs: String,
 }
@@ -449,6 +535,7 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
                 );
             }
         }
+        Command::Nfs(cmd) => nfs_dispatch(ctx, g, cmd)?,
         Command::Rollback { name } => {
             let gen = livenet::rollback(ctx, &name)?;
             output::done(g.json, &format!("image {name} is back at generation {gen}"))?;
@@ -484,6 +571,157 @@ fn livenet_create_options(a: &LivenetCreateArgs) -> Result<livenet::LivenetCreat
         .as_deref()
         .map(livenet::SizeSpec::parse)
         .transpose()?;
+    let clear = match (&a.password_file, a.password_stdin) {
+        (Some(f), _) => Some(password::read_password_file(f)?),
+        (None, true) => Some(password::read_password_stdin()?),
+        (None, false) => None,
+    };
+    o.password_hash = clear.map(|c| password::hash_password(&c)).transpose()?;
+    o.ssh_pub_key_file = a.ssh_key.clone();
+    o.selinux = a.selinux;
+    o.optimize = a.optimize;
+    o.packages = a
+        .packages
+        .iter()
+        .filter(|p| !p.is_empty())
+        .cloned()
+        .collect();
+    o.mirror = a.mirror.clone();
+    o.initramfs = a.initramfs.clone();
+    Ok(o)
+}
+
+fn nfs_dispatch(ctx: &Ctx, g: &Global, cmd: NfsCmd) -> Result<()> {
+    use disklessset::fsutil::human_size;
+    match cmd {
+        NfsCmd::Staging(NfsStagingCmd::Create(a)) => {
+            let o = nfs_create_options(&a)?;
+            let rep = nfs::create_staging(ctx, &o)?;
+            if g.json {
+                output::json(&rep)?;
+            } else if !g.dry_run {
+                println!(
+                    "created NFS staging image {} in {} (kernel {}, tree {}, initramfs {} {}; build {:.0}s); exports: {}",
+                    rep.name,
+                    rep.tree.display(),
+                    rep.kernel,
+                    human_size(rep.tree_bytes),
+                    rep.initramfs.flavour,
+                    human_size(rep.initramfs.size_bytes),
+                    rep.build_seconds,
+                    rep.exports.reload
+                );
+            }
+        }
+        NfsCmd::Golden(NfsGoldenCmd::Create { name, from }) => {
+            let rep = nfs::create_golden(ctx, &name, &from)?;
+            if g.json {
+                output::json(&rep)?;
+            } else if !g.dry_run {
+                println!(
+                    "created NFS golden image {} from {} in {} ({:.1}s); exports: {}",
+                    rep.name,
+                    rep.source_image,
+                    rep.tree.display(),
+                    rep.copy_seconds,
+                    rep.exports.reload
+                );
+            }
+        }
+        NfsCmd::Nodes(NfsNodesCmd::Add { golden, nodeset }) => {
+            let rep = nfs::nodes_add(ctx, &golden, &nodeset)?;
+            if g.json {
+                output::json(&rep)?;
+            } else if !g.dry_run {
+                let already = if rep.unchanged.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} already there)", rep.unchanged)
+                };
+                println!(
+                    "image {golden}: added {}{already}; nodes now {} ({}) in {:.2}s; exports: {}",
+                    if rep.changed.is_empty() {
+                        "no node"
+                    } else {
+                        &rep.changed
+                    },
+                    rep.nodes,
+                    rep.count,
+                    rep.seconds,
+                    rep.exports.reload
+                );
+            }
+        }
+        NfsCmd::Nodes(NfsNodesCmd::Remove { golden, nodeset }) => {
+            let nodes = nfs::expand_nodes(&ctx.cfg, &nodeset)?;
+            confirm(
+                g,
+                &format!(
+                    "remove nodes {} of image {golden} and the state they keep",
+                    disklessset::boot::nodeset::fold(&nodes)
+                ),
+            )?;
+            let rep = nfs::nodes_remove(ctx, &golden, &nodeset)?;
+            if g.json {
+                output::json(&rep)?;
+            } else if !g.dry_run {
+                println!(
+                    "image {golden}: removed {}; nodes now {}; exports: {}",
+                    rep.changed,
+                    if rep.nodes.is_empty() {
+                        "none"
+                    } else {
+                        &rep.nodes
+                    },
+                    rep.exports.reload
+                );
+            }
+        }
+        NfsCmd::Nodes(NfsNodesCmd::List { golden, nodeset }) => {
+            let list = nfs::nodes_list(ctx, &golden, nodeset.as_deref())?;
+            if g.json {
+                output::json(&list)?;
+            } else {
+                for n in &list {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        n.node,
+                        if n.exists {
+                            human_size(n.bytes)
+                        } else {
+                            "missing".to_string()
+                        },
+                        n.ip.as_deref().unwrap_or("-"),
+                        n.dir.display()
+                    );
+                }
+            }
+        }
+        NfsCmd::Exports => {
+            let rep = nfs::exports::refresh(ctx)?;
+            if g.json {
+                output::json(&rep)?;
+            } else if !g.dry_run {
+                println!(
+                    "{}: {} exports ({})",
+                    rep.file.display(),
+                    rep.exports,
+                    rep.reload
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn nfs_create_options(a: &NfsCreateArgs) -> Result<nfs::StagingCreate> {
+    use disklessset::build::password;
+    use disklessset::store::LivenetType;
+    disklessset::names::image(&a.name)?;
+    let mut o = nfs::StagingCreate::new(&a.name);
+    o.distro = a.distro.clone();
+    o.release = a.release.clone();
+    o.livenet_type = LivenetType::parse(&a.livenet_type)?;
     let clear = match (&a.password_file, a.password_stdin) {
         (Some(f), _) => Some(password::read_password_file(f)?),
         (None, true) => Some(password::read_password_stdin()?),

@@ -1,0 +1,835 @@
+//! The NFS module: staging images (a root tree under `nfs_staging_dir`, customised in
+//! place), golden images (a frozen copy under `nfs_golden_dir` that nodes boot from)
+//! and per-node directories that cost what the node keeps, not a copy of the image.
+//!
+//! A node of a golden image mounts the golden tree read-only over NFS under a tmpfs
+//! overlay (its writes stay in its RAM: they never reach the golden tree or another
+//! node), and bind-mounts the paths it must keep across reboots (`nfs_persist_paths`:
+//! /var/log, /etc/ssh with its own host keys, ...) from its own directory
+//! `nfs_nodes_dir/GOLDEN/NODE`, exported read-write to that node only. The initramfs
+//! seeds each path from the image on first boot (`dl.persist=`, `dl.persist_paths=`).
+//! Adding a node creates an empty directory and one export: no copy.
+pub mod exports;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::boot::inventory::Inventory;
+use crate::boot::nodeset;
+use crate::config::Config;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::kernel;
+use crate::modules::livenet::{self, InitramfsReport};
+use crate::modules::Module;
+use crate::ops::Ctx;
+use crate::store::{self, lock, ImageClass, ImageRecord, LivenetType, State};
+use crate::sys::mount::{self, MountGuard};
+use crate::sys::mountinfo;
+use crate::sys::remove::remove_tree;
+use crate::sys::runner::Cmd;
+
+pub use exports::ExportsReport;
+
+pub struct Nfs;
+
+impl Module for Nfs {
+    fn name(&self) -> &'static str {
+        "nfs"
+    }
+    fn description(&self) -> &'static str {
+        "NFS images: a staging tree, golden copies nodes boot read-only, per-node state that costs what it keeps"
+    }
+    fn classes(&self) -> &'static [ImageClass] {
+        &[ImageClass::NfsStagingImage, ImageClass::NfsGoldenImage]
+    }
+    fn actions(&self) -> &'static [&'static str] {
+        &[
+            "staging create",
+            "golden create",
+            "nodes add",
+            "nodes remove",
+            "nodes list",
+        ]
+    }
+    fn owned_paths(&self, cfg: &Config, rec: &ImageRecord) -> Vec<PathBuf> {
+        match rec.image_class {
+            ImageClass::NfsStagingImage => vec![staging_tree(cfg, &rec.name)],
+            ImageClass::NfsGoldenImage => {
+                vec![nodes_root(cfg, &rec.name), golden_tree(cfg, &rec.name)]
+            }
+            _ => Vec::new(),
+        }
+    }
+    fn candidate_paths(&self, cfg: &Config, name: &str) -> Vec<PathBuf> {
+        vec![
+            nodes_root(cfg, name),
+            golden_tree(cfg, name),
+            staging_tree(cfg, name),
+        ]
+    }
+    fn clone_extra(&self, ctx: &Ctx, src: &ImageRecord, dst: &mut ImageRecord) -> Result<()> {
+        let (from, to) = match src.image_class {
+            ImageClass::NfsStagingImage => (
+                staging_tree(&ctx.cfg, &src.name),
+                staging_tree(&ctx.cfg, &dst.name),
+            ),
+            ImageClass::NfsGoldenImage => (
+                golden_tree(&ctx.cfg, &src.name),
+                golden_tree(&ctx.cfg, &dst.name),
+            ),
+            _ => return Ok(()),
+        };
+        // Nodes belong to the source image (their state is theirs): a clone has none.
+        dst.nodes = None;
+        copy_tree(ctx, &from, &to)?;
+        write_boot_ipxe(ctx, dst)?;
+        if !ctx.runner.dry_run() {
+            // The exports read the records: the clone's is saved by the caller next;
+            // save it now so the refresh sees it.
+            store::save(&ctx.cfg, dst)?;
+        }
+        exports::refresh(ctx)?;
+        Ok(())
+    }
+    fn after_remove(&self, ctx: &Ctx, _rec: &ImageRecord) -> Result<()> {
+        exports::refresh(ctx).map(|_| ())
+    }
+}
+
+pub fn staging_tree(cfg: &Config, name: &str) -> PathBuf {
+    cfg.nfs_staging_dir.join(name)
+}
+
+pub fn golden_tree(cfg: &Config, name: &str) -> PathBuf {
+    cfg.nfs_golden_dir.join(name)
+}
+
+/// Where the nodes of golden image `name` keep their own state.
+pub fn nodes_root(cfg: &Config, name: &str) -> PathBuf {
+    cfg.nfs_nodes_dir.join(name)
+}
+
+/// The tree an NFS image's nodes mount.
+pub fn tree_of(cfg: &Config, rec: &ImageRecord) -> Option<PathBuf> {
+    match rec.image_class {
+        ImageClass::NfsStagingImage => Some(staging_tree(cfg, &rec.name)),
+        ImageClass::NfsGoldenImage => Some(golden_tree(cfg, &rec.name)),
+        _ => None,
+    }
+}
+
+/// `cp -a --reflink=auto --one-file-system FROM TO` into a temp name, then a rename:
+/// a crash never leaves a half tree under the final name.
+fn copy_tree(ctx: &Ctx, from: &Path, to: &Path) -> Result<()> {
+    if !ctx.runner.dry_run() {
+        if !from.is_dir() {
+            return Err(Error::invalid(format!(
+                "{} is missing: the source image's tree is gone (clear it)",
+                from.display()
+            )));
+        }
+        if to.exists() {
+            return Err(Error::invalid(format!(
+                "{} already exists: remove it by hand or choose another name",
+                to.display()
+            )));
+        }
+    }
+    let parent = to
+        .parent()
+        .ok_or_else(|| Error::invalid(format!("{} has no parent", to.display())))?;
+    let fname = to
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = parent.join(format!(
+        "{}{}.{fname}",
+        fsutil::TMP_PREFIX,
+        std::process::id()
+    ));
+    if !ctx.runner.dry_run() {
+        fsutil::ensure_dir(parent)?;
+        remove_tree(&ctx.runner, &tmp)?;
+    }
+    ctx.runner.run(
+        &Cmd::new("cp")
+            .package("coreutils")
+            .arg("-a")
+            .arg("--reflink=auto")
+            .arg("--one-file-system")
+            .arg(from)
+            .arg(&tmp),
+    )?;
+    if ctx.runner.dry_run() {
+        ctx.runner
+            .note(format!("rename {} to {}", tmp.display(), to.display()));
+        return Ok(());
+    }
+    std::fs::rename(&tmp, to).at(to)?;
+    fsutil::sync_dir(parent)
+}
+
+fn require_class(ctx: &Ctx, name: &str, class: ImageClass) -> Result<ImageRecord> {
+    let rec = store::load(&ctx.cfg, name)?;
+    if rec.image_class != class {
+        return Err(Error::invalid(format!(
+            "image {name} is a {} image, not an {} image",
+            rec.image_class.as_str(),
+            class.as_str()
+        )));
+    }
+    let st = store::info(&ctx.cfg, name, &mountinfo::read()?).state;
+    if !matches!(st, State::Created | State::Mounted) {
+        return Err(Error::WrongState {
+            name: name.into(),
+            state: st.to_string(),
+            hint: "only a created image can be used".into(),
+        });
+    }
+    Ok(rec)
+}
+
+// ---------------------------------------------------------------- boot.ipxe
+
+/// The kernel command line an NFS image's nodes boot with.
+pub fn kernel_cmdline(cfg: &Config, rec: &ImageRecord) -> Result<String> {
+    let tree = tree_of(cfg, rec)
+        .ok_or_else(|| Error::invalid(format!("image {} is not an NFS image", rec.name)))?;
+    let mut args = vec![format!("root=nfs:${{dls-nfs-server}}:{}", tree.display())];
+    if let Some(o) = &cfg.nfs_mount_options {
+        args.push(format!("dl.nfs_opts={o}"));
+    }
+    if rec.initramfs_flavour.as_deref() == Some("dracut") {
+        args.push("rd.neednet=1".into());
+        args.push("ro".into());
+    }
+    if rec.image_class == ImageClass::NfsGoldenImage {
+        args.push("${dls-persist}".into());
+    }
+    args.push(format!("selinux={}", u8::from(rec.selinux)));
+    Ok(args.join(" "))
+}
+
+/// Renders an NFS image's `boot.ipxe`. The NFS server is `${dls-nfs-server}` (set by
+/// the chain), else the config's `nfs_server`, else the DHCP next-server. A golden
+/// image's node (`${dls-node}`, set by bootset's node script) gets its own directory
+/// for the persistent paths.
+pub fn render_boot_ipxe(cfg: &Config, rec: &ImageRecord) -> Result<String> {
+    let kver = rec
+        .kernel_version()
+        .ok_or_else(|| Error::invalid(format!("image {} has no kernel set", rec.name)))?;
+    let initrd = rec.image.clone().ok_or_else(|| {
+        Error::invalid(format!(
+            "image {} has no initramfs: recreate it (nfs staging create)",
+            rec.name
+        ))
+    })?;
+    let rel = |p: &Path| -> String {
+        p.strip_prefix(&cfg.web_root)
+            .map(|r| r.display().to_string())
+            .unwrap_or_else(|_| p.display().to_string())
+    };
+    let kernels = rel(&cfg.kernels_dir);
+    let fallback = cfg
+        .base_url
+        .clone()
+        .unwrap_or_else(|| "http://${next-server}".to_string());
+    let server = cfg
+        .nfs_server
+        .clone()
+        .unwrap_or_else(|| "${next-server}".to_string());
+    let kind = match rec.image_class {
+        ImageClass::NfsGoldenImage => "golden",
+        _ => "staging",
+    };
+    let mut persist = String::new();
+    if rec.image_class == ImageClass::NfsGoldenImage {
+        persist = format!(
+            "isset ${{dls-node}} && goto dls-persist || echo disklessset: no dls-node set (boot through bootset): nothing of this node persists\n\
+             goto dls-boot\n\
+             :dls-persist\n\
+             set dls-persist dl.persist=nfs:${{dls-nfs-server}}:{nodes}/${{dls-node}} dl.persist_paths={paths}\n\
+             :dls-boot\n",
+            nodes = nodes_root(cfg, &rec.name).display(),
+            paths = cfg.nfs_persist_paths.join(","),
+        );
+    }
+    Ok(format!(
+        "#!ipxe\n\
+         # disklessset NFS {kind} image {name} (initramfs {flavour})\n\
+         isset ${{dls-base}} || set dls-base {fallback}\n\
+         isset ${{dls-console}} || set dls-console console=tty0 console=ttyS0,115200n8\n\
+         isset ${{dls-ip}} || set dls-ip ip=dhcp\n\
+         isset ${{dls-nfs-server}} || set dls-nfs-server {server}\n\
+         {persist}\
+         echo disklessset: booting NFS image {name} from ${{dls-nfs-server}}\n\
+         kernel ${{dls-base}}/{kernels}/vmlinuz-{kver} initrd={initrd} {cmdline} ${{dls-ip}} ${{dls-console}} ${{dls-kernel-args}}\n\
+         initrd ${{dls-base}}/{kernels}/{initrd}\n\
+         boot\n",
+        name = rec.name,
+        flavour = rec.initramfs_flavour.as_deref().unwrap_or("own"),
+        cmdline = kernel_cmdline(cfg, rec)?,
+    ))
+}
+
+pub fn write_boot_ipxe(ctx: &Ctx, rec: &ImageRecord) -> Result<()> {
+    let text = render_boot_ipxe(&ctx.cfg, rec)?;
+    let p = ctx.cfg.image_dir(&rec.name).join("boot.ipxe");
+    if ctx.runner.dry_run() {
+        ctx.runner.note(format!("write {}", p.display()));
+        return Ok(());
+    }
+    fsutil::write_atomic(&p, text.as_bytes(), 0o644)
+}
+
+// ---------------------------------------------------------------- staging create
+
+/// Options of `nfs staging create` (the build options of `livenet create`).
+#[derive(Debug, Clone)]
+pub struct StagingCreate {
+    pub name: String,
+    pub distro: String,
+    pub release: Option<String>,
+    pub livenet_type: LivenetType,
+    /// A crypt(3) SHA-512 hash (the clear password never reaches here).
+    pub password_hash: Option<String>,
+    pub ssh_pub_key_file: Option<PathBuf>,
+    pub selinux: bool,
+    pub optimize: bool,
+    pub packages: Vec<String>,
+    pub mirror: Option<String>,
+    /// `own` (default) or `dracut`.
+    pub initramfs: String,
+}
+
+impl StagingCreate {
+    pub fn new(name: &str) -> Self {
+        StagingCreate {
+            name: name.to_string(),
+            distro: "debian".into(),
+            release: None,
+            livenet_type: LivenetType::Core,
+            password_hash: None,
+            ssh_pub_key_file: None,
+            selinux: false,
+            optimize: false,
+            packages: Vec::new(),
+            mirror: None,
+            initramfs: "own".into(),
+        }
+    }
+}
+
+/// What `nfs staging create` produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct StagingReport {
+    pub name: String,
+    pub tree: PathBuf,
+    pub kernel: String,
+    pub tree_bytes: u64,
+    pub build_seconds: f64,
+    pub initramfs: InitramfsReport,
+    pub exports: ExportsReport,
+}
+
+fn mem_available_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
+}
+
+/// `nfs staging create`: build the tree (on a tmpfs when RAM allows), set it up as an
+/// NFS root (no SSH host keys: each node makes its own), move it under
+/// `nfs_staging_dir`, publish its kernel, build its initramfs, write boot.ipxe and the
+/// exports. On failure the image is left `corrupted` (clearable).
+pub fn create_staging(ctx: &Ctx, o: &StagingCreate) -> Result<StagingReport> {
+    use crate::build;
+    let cfg = &ctx.cfg;
+    let dry = ctx.runner.dry_run();
+    crate::names::image(&o.name)?;
+    kernel::initramfs_name(&o.initramfs, "x")?;
+    let dest = staging_tree(cfg, &o.name);
+    if !dry && dest.exists() {
+        return Err(Error::invalid(format!(
+            "{} already exists (a tree left by hand?): remove it or choose another name",
+            dest.display()
+        )));
+    }
+    let mut spec = build::BuildSpec::new(&o.distro, o.livenet_type)?;
+    spec.release = o.release.clone();
+    spec.extra_packages = o.packages.clone();
+    spec.optimize = o.optimize;
+    spec.mirror = o.mirror.clone();
+    let (_manifest, release) = spec.resolve(ctx)?;
+    spec.release = Some(release.clone());
+    let ssh_key = match &o.ssh_pub_key_file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                Error::invalid(format!("--ssh-key {}: cannot read it: {e}", p.display()))
+            })?;
+            Some(
+                build::setup::check_ssh_keys(&text)
+                    .map_err(|e| Error::invalid(format!("--ssh-key {}: {e}", p.display())))?,
+            )
+        }
+        None => None,
+    };
+    if let Some(h) = &o.password_hash {
+        build::password::check_hash(h)?;
+    }
+    let builder = build::builder_for(spec.distro);
+    let total = 6;
+    let creation = if dry {
+        ctx.runner.note(format!(
+            "create NFS staging image {} ({} {release}, {} type) in {}",
+            o.name,
+            o.distro,
+            o.livenet_type.as_str(),
+            dest.display()
+        ));
+        None
+    } else {
+        Some(store::begin_creation(cfg, &o.name, "nfs staging create")?)
+    };
+    let mut rec = ImageRecord::new(&o.name, ImageClass::NfsStagingImage);
+    rec.livenet_type = Some(o.livenet_type);
+    rec.distro = Some(o.distro.clone());
+    rec.release_version = Some(release.clone());
+    rec.password = o.password_hash.clone();
+    rec.ssh_pub_key = o.ssh_pub_key_file.as_ref().map(|p| p.display().to_string());
+    rec.selinux = o.selinux;
+    rec.optimize = o.optimize;
+    rec.additional_packages = o.packages.clone();
+    rec.initramfs_flavour = Some(o.initramfs.clone());
+
+    // 1. The build tree, in the work dir, on a tmpfs when RAM allows.
+    ctx.progress.step(1, total, "prepare the build directory");
+    let work = cfg.image_workdir(&o.name);
+    remove_tree(&ctx.runner, &work)?;
+    let build_dir = work.join("build");
+    let tree = build_dir.join("tree");
+    let room: u64 = match o.livenet_type {
+        LivenetType::Core => 2048,
+        LivenetType::Small => 3072,
+        LivenetType::Standard => 6144,
+    };
+    let on_tmpfs = mem_available_mib() > room * 2;
+    let mut guard = None;
+    if !dry {
+        std::fs::create_dir_all(&build_dir).at(&build_dir)?;
+    }
+    if on_tmpfs {
+        mount::mount(
+            &ctx.runner,
+            Some("tmpfs"),
+            "tmpfs",
+            &build_dir,
+            &[&format!("size={room}m"), "mode=0755"],
+        )?;
+        guard = Some(MountGuard::new(&ctx.runner, &build_dir));
+    }
+
+    // 2. Packages.
+    ctx.progress.step(
+        2,
+        total,
+        &format!(
+            "install {} {release} ({}) with {}",
+            o.distro,
+            o.livenet_type.as_str(),
+            builder.tool()
+        ),
+    );
+    let t = std::time::Instant::now();
+    builder.build(ctx, &spec, &tree)?;
+    let build_seconds = t.elapsed().as_secs_f64();
+
+    // 3. Setup as an NFS root.
+    ctx.progress
+        .step(3, total, "set the image up as an NFS root");
+    let kver = if dry {
+        "KVER".to_string()
+    } else {
+        build::kernel_version(&tree)?
+    };
+    let mut setup = build::SetupSpec::new(&o.name);
+    setup.password_hash = o.password_hash.clone();
+    setup.ssh_pub_key = ssh_key;
+    setup.selinux = o.selinux;
+    setup.kernel = Some(kver.clone());
+    setup.nfs_root = true;
+    if dry {
+        ctx.runner.note(format!(
+            "set up {} as an NFS root: password hash, ssh key (no host keys), os-release, networkd, serial getty, ready unit",
+            tree.display()
+        ));
+    } else {
+        build::setup_tree(ctx, &tree, &setup)?;
+    }
+
+    // 4. Kernel and initramfs (the own initramfs carries the NFS client).
+    ctx.progress.step(
+        4,
+        total,
+        &format!("publish kernel {kver}, build the {} initramfs", o.initramfs),
+    );
+    livenet::publish_kernel(ctx, &tree, &kver)?;
+    rec.kernel = Some(format!("vmlinuz-{kver}"));
+    let initramfs = livenet::build_initramfs(ctx, &tree, &kver, &o.initramfs)?;
+    rec.image = initramfs
+        .file
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned());
+
+    // 5. The tree under the NFS root: a rename when on the same file system, else a copy.
+    ctx.progress
+        .step(5, total, &format!("move the tree to {}", dest.display()));
+    let tree_bytes = if dry { 0 } else { fsutil::tree_size(&tree) };
+    let moved = !dry && !on_tmpfs && {
+        fsutil::ensure_dir(&cfg.nfs_staging_dir)?;
+        std::fs::rename(&tree, &dest).is_ok()
+    };
+    if !moved {
+        copy_tree(ctx, &tree, &dest)?;
+    }
+    if let Some(g) = guard {
+        g.unmount()?;
+    }
+    remove_tree(&ctx.runner, &work)?;
+
+    // 6. boot.ipxe, the record, the exports.
+    ctx.progress
+        .step(6, total, "write boot.ipxe, image_data.yml and the exports");
+    write_boot_ipxe(ctx, &rec)?;
+    if !dry {
+        store::save(cfg, &rec)?;
+    }
+    let exports = exports::refresh(ctx)?;
+    if let Some(c) = creation {
+        c.finish()?;
+    }
+    Ok(StagingReport {
+        name: o.name.clone(),
+        tree: dest,
+        kernel: kver,
+        tree_bytes,
+        build_seconds,
+        initramfs,
+        exports,
+    })
+}
+
+// ---------------------------------------------------------------- golden create
+
+/// What `nfs golden create` produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct GoldenReport {
+    pub name: String,
+    pub source_image: String,
+    pub tree: PathBuf,
+    pub copy_seconds: f64,
+    pub exports: ExportsReport,
+}
+
+/// `nfs golden create NAME --from STAGING`: a frozen copy of the staging tree (reflinks
+/// where the file system allows) that nodes boot read-only.
+pub fn create_golden(ctx: &Ctx, name: &str, from: &str) -> Result<GoldenReport> {
+    let cfg = &ctx.cfg;
+    crate::names::image(name)?;
+    crate::names::image(from)?;
+    store::require_store(cfg)?;
+    let _src_lock = lock::lock_image(cfg, from, &format!("nfs golden create {name}"))?;
+    let src = require_class(ctx, from, ImageClass::NfsStagingImage)?;
+    let dest = golden_tree(cfg, name);
+    if !ctx.runner.dry_run() && dest.exists() {
+        return Err(Error::invalid(format!(
+            "{} already exists (a tree left by hand?): remove it or choose another name",
+            dest.display()
+        )));
+    }
+    let creation = if ctx.runner.dry_run() {
+        ctx.runner.note(format!(
+            "create NFS golden image {name} from staging image {from}"
+        ));
+        None
+    } else {
+        Some(store::begin_creation(cfg, name, "nfs golden create")?)
+    };
+    let t = std::time::Instant::now();
+    copy_tree(ctx, &staging_tree(cfg, from), &dest)?;
+    let copy_seconds = t.elapsed().as_secs_f64();
+    let mut rec = src.clone();
+    rec.name = name.to_string();
+    rec.image_class = ImageClass::NfsGoldenImage;
+    rec.source_image = Some(from.to_string());
+    rec.nodes = None;
+    rec.is_mounted = false;
+    rec.creation_date = Some(store::record::today());
+    write_boot_ipxe(ctx, &rec)?;
+    if !ctx.runner.dry_run() {
+        store::save(cfg, &rec)?;
+    }
+    let exports = exports::refresh(ctx)?;
+    if let Some(c) = creation {
+        c.finish()?;
+    }
+    Ok(GoldenReport {
+        name: name.to_string(),
+        source_image: from.to_string(),
+        tree: dest,
+        copy_seconds,
+        exports,
+    })
+}
+
+// ---------------------------------------------------------------- nodes
+
+/// What `nfs nodes add|remove` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodesReport {
+    pub image: String,
+    /// Folded node sets.
+    pub changed: String,
+    pub unchanged: String,
+    pub nodes: String,
+    pub count: usize,
+    pub seconds: f64,
+    pub exports: ExportsReport,
+}
+
+/// One node of a golden image.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeEntry {
+    pub node: String,
+    pub dir: PathBuf,
+    pub exists: bool,
+    /// Bytes the node keeps (files of its directory).
+    pub bytes: u64,
+    /// Its address in the inventory (the export is restricted to it).
+    pub ip: Option<String>,
+}
+
+/// Expands a node set (ClusterShell syntax; `@group` from the inventory) into valid
+/// node names.
+pub fn expand_nodes(cfg: &Config, set: &str) -> Result<Vec<String>> {
+    let inv = if set.contains('@') {
+        Some(Inventory::load(cfg)?)
+    } else {
+        None
+    };
+    let groups = |g: &str| inv.as_ref().and_then(|i| i.group_members(g));
+    let nodes = nodeset::expand(set, &groups)
+        .map_err(|e| Error::invalid(format!("node set {set:?}: {e}")))?;
+    for n in &nodes {
+        crate::names::node(n)?;
+    }
+    Ok(nodes)
+}
+
+/// `nfs nodes add GOLDEN NODESET`: an empty directory and a read-write export per node.
+pub fn nodes_add(ctx: &Ctx, image: &str, set: &str) -> Result<NodesReport> {
+    let t = std::time::Instant::now();
+    crate::names::image(image)?;
+    let _l = lock::lock_image(&ctx.cfg, image, "nfs nodes add")?;
+    let mut rec = require_class(ctx, image, ImageClass::NfsGoldenImage)?;
+    let wanted = expand_nodes(&ctx.cfg, set)?;
+    let mut have = exports::record_nodes(rec.nodes.as_deref())?;
+    let root = nodes_root(&ctx.cfg, image);
+    let (mut added, mut already) = (Vec::new(), Vec::new());
+    if !ctx.runner.dry_run() {
+        fsutil::ensure_dir(&root)?;
+    }
+    for n in wanted {
+        let dir = root.join(&n);
+        if ctx.runner.dry_run() {
+            ctx.runner.note(format!("create {}", dir.display()));
+        } else {
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+                Err(e) => return Err(Error::io(&dir, e)),
+            }
+        }
+        if have.contains(&n) {
+            already.push(n);
+        } else {
+            have.push(n.clone());
+            added.push(n);
+        }
+    }
+    rec.nodes = if have.is_empty() {
+        None
+    } else {
+        Some(nodeset::fold(&have))
+    };
+    if !ctx.runner.dry_run() {
+        fsutil::sync_dir(&root)?;
+        store::save(&ctx.cfg, &rec)?;
+    }
+    let exports = exports::refresh(ctx)?;
+    Ok(NodesReport {
+        image: image.into(),
+        changed: nodeset::fold(&added),
+        unchanged: nodeset::fold(&already),
+        nodes: rec.nodes.clone().unwrap_or_default(),
+        count: have.len(),
+        seconds: t.elapsed().as_secs_f64(),
+        exports,
+    })
+}
+
+/// `nfs nodes remove GOLDEN NODESET`: unexport, then remove the nodes' directories
+/// (safely: never across a mount point). Nodes not in the image are refused.
+pub fn nodes_remove(ctx: &Ctx, image: &str, set: &str) -> Result<NodesReport> {
+    let t = std::time::Instant::now();
+    crate::names::image(image)?;
+    let _l = lock::lock_image(&ctx.cfg, image, "nfs nodes remove")?;
+    let mut rec = require_class(ctx, image, ImageClass::NfsGoldenImage)?;
+    let wanted = expand_nodes(&ctx.cfg, set)?;
+    let have = exports::record_nodes(rec.nodes.as_deref())?;
+    let unknown: Vec<String> = wanted
+        .iter()
+        .filter(|n| !have.contains(n))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::invalid(format!(
+            "{} not nodes of image {image} (it has {}): nothing was removed",
+            nodeset::fold(&unknown),
+            rec.nodes.as_deref().unwrap_or("none")
+        )));
+    }
+    let keep: Vec<String> = have
+        .iter()
+        .filter(|n| !wanted.contains(n))
+        .cloned()
+        .collect();
+    rec.nodes = if keep.is_empty() {
+        None
+    } else {
+        Some(nodeset::fold(&keep))
+    };
+    if !ctx.runner.dry_run() {
+        store::save(&ctx.cfg, &rec)?;
+    }
+    // Unexport first: no node writes into a directory being removed.
+    let exports = exports::refresh(ctx)?;
+    let root = nodes_root(&ctx.cfg, image);
+    for n in &wanted {
+        remove_tree(&ctx.runner, &root.join(n))?;
+    }
+    Ok(NodesReport {
+        image: image.into(),
+        changed: nodeset::fold(&wanted),
+        unchanged: String::new(),
+        nodes: rec.nodes.clone().unwrap_or_default(),
+        count: keep.len(),
+        seconds: t.elapsed().as_secs_f64(),
+        exports,
+    })
+}
+
+/// `nfs nodes list GOLDEN [NODESET]`.
+pub fn nodes_list(ctx: &Ctx, image: &str, set: Option<&str>) -> Result<Vec<NodeEntry>> {
+    crate::names::image(image)?;
+    store::require_store(&ctx.cfg)?;
+    let rec = store::load(&ctx.cfg, image)?;
+    if rec.image_class != ImageClass::NfsGoldenImage {
+        return Err(Error::invalid(format!(
+            "image {image} is a {} image: only golden images have nodes",
+            rec.image_class.as_str()
+        )));
+    }
+    let mut nodes = exports::record_nodes(rec.nodes.as_deref())?;
+    if let Some(s) = set {
+        let filter = expand_nodes(&ctx.cfg, s)?;
+        nodes.retain(|n| filter.contains(n));
+    }
+    let inv = Inventory::load(&ctx.cfg).unwrap_or_default();
+    let root = nodes_root(&ctx.cfg, image);
+    Ok(nodes
+        .into_iter()
+        .map(|n| {
+            let dir = root.join(&n);
+            NodeEntry {
+                exists: dir.is_dir(),
+                bytes: fsutil::tree_size(&dir),
+                ip: inv.nodes.get(&n).and_then(|x| x.ip.clone()),
+                node: n,
+                dir,
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn golden(cfg: &Config) -> ImageRecord {
+        let _ = cfg;
+        let mut r = ImageRecord::new("gold", ImageClass::NfsGoldenImage);
+        r.kernel = Some("vmlinuz-6.1.0-9-amd64".into());
+        r.image = Some("initramfs-own-6.1.0-9-amd64".into());
+        r.initramfs_flavour = Some("own".into());
+        r
+    }
+
+    #[test]
+    fn golden_boot_script_mounts_the_tree_and_the_node_dir() {
+        let mut cfg = Config::under_root(Path::new("/srv/dl")).unwrap();
+        cfg.nfs_server = Some("10.0.2.2".into());
+        cfg.nfs_mount_options = Some("vers=4.1,port=20490".into());
+        let t = render_boot_ipxe(&cfg, &golden(&cfg)).unwrap();
+        assert!(t.starts_with("#!ipxe\n"), "{t}");
+        assert!(
+            t.contains("isset ${dls-nfs-server} || set dls-nfs-server 10.0.2.2\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("root=nfs:${dls-nfs-server}:/srv/dl/nfsimages/golden/gold dl.nfs_opts=vers=4.1,port=20490 ${dls-persist}"),
+            "{t}"
+        );
+        assert!(
+            t.contains("set dls-persist dl.persist=nfs:${dls-nfs-server}:/srv/dl/nfsimages/nodes/gold/${dls-node} dl.persist_paths=/var/log,/etc/ssh,/var/lib/disklessset-persist\n"),
+            "{t}"
+        );
+        // every line is an iPXE command, a label or a comment
+        for l in t.lines() {
+            assert!(!l.trim().is_empty(), "empty line in {t}");
+        }
+    }
+
+    #[test]
+    fn staging_boot_script_has_no_persistence() {
+        let cfg = Config::under_root(Path::new("/srv/dl")).unwrap();
+        let mut r = golden(&cfg);
+        r.image_class = ImageClass::NfsStagingImage;
+        let t = render_boot_ipxe(&cfg, &r).unwrap();
+        assert!(t.contains("set dls-nfs-server ${next-server}"), "{t}");
+        assert!(
+            t.contains("root=nfs:${dls-nfs-server}:/srv/dl/nfsimages/staging/gold selinux=0"),
+            "{t}"
+        );
+        assert!(!t.contains("persist"), "{t}");
+    }
+
+    #[test]
+    fn owned_paths_cover_tree_and_nodes() {
+        let cfg = Config::under_root(Path::new("/srv/dl")).unwrap();
+        let g = golden(&cfg);
+        let p = Nfs.owned_paths(&cfg, &g);
+        assert!(p.contains(&PathBuf::from("/srv/dl/nfsimages/golden/gold")));
+        assert!(p.contains(&PathBuf::from("/srv/dl/nfsimages/nodes/gold")));
+        assert_eq!(Nfs.candidate_paths(&cfg, "x").len(), 3);
+    }
+}
