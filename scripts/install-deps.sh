@@ -8,6 +8,7 @@ PKGS=(
   busybox-static
   dracut dracut-live dracut-network isc-dhcp-client
   qemu-system-x86 ipxe-qemu
+  nfs-ganesha nfs-ganesha-vfs
   xfsprogs
   tmux
   libcrypt-dev

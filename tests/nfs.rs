@@ -18,6 +18,11 @@ fn fake_staging(s: &Store, name: &str) -> PathBuf {
         std::fs::create_dir_all(tree.join(d)).unwrap();
     }
     std::fs::write(tree.join("etc/hostname"), "").unwrap();
+    std::fs::write(
+        tree.join("etc/os-release"),
+        format!("ID=debian\nDISKLESSSET_IMAGE_NAME=\"{name}\"\n"),
+    )
+    .unwrap();
     std::fs::write(tree.join("var/log/dpkg.log"), "installed\n").unwrap();
     let dir = s.images().join(name);
     std::fs::create_dir_all(&dir).unwrap();
@@ -57,6 +62,10 @@ fn staging_golden_nodes_exports_clone_remove() {
     assert_eq!(
         std::fs::read_to_string(gold.join("var/log/dpkg.log")).unwrap(),
         "installed\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(gold.join("etc/os-release")).unwrap(),
+        "ID=debian\nDISKLESSSET_IMAGE_NAME=\"gold1\"\n"
     );
     let boot = std::fs::read_to_string(s.images().join("gold1/boot.ipxe")).unwrap();
     assert!(
@@ -315,7 +324,7 @@ fn golden_image_boots_over_nfs_and_keeps_node_state() {
     // Node scripts from bootset: the node is known by its MAC.
     std::fs::write(
         s.root().join("nodes.yml"),
-        "n1: {mac: \"52:54:00:00:aa:01\"}\nn2: {mac: \"52:54:00:00:aa:02\"}\n",
+        "n1: {mac: \"52:54:00:00:aa:01\", vars: {kernel_args: systemd.journald.forward_to_console=1}}\nn2: {mac: \"52:54:00:00:aa:02\"}\n",
     )
     .unwrap();
     s.ok(&[
@@ -333,7 +342,7 @@ fn golden_image_boots_over_nfs_and_keeps_node_state() {
     std::fs::write(staging.join("usr/local/bin/dls-probe"), PROBE).unwrap();
     std::fs::write(
         staging.join("etc/systemd/system/dls-probe.service"),
-        "[Unit]\nAfter=disklessset-ready.service ssh.service\n[Service]\nType=oneshot\nExecStart=/bin/sh /usr/local/bin/dls-probe\n[Install]\nWantedBy=multi-user.target\n",
+        "[Unit]\nAfter=multi-user.target ssh.service\n[Service]\nType=oneshot\nExecStart=/bin/sh /usr/local/bin/dls-probe\n[Install]\nWantedBy=multi-user.target\n",
     )
     .unwrap();
     std::os::unix::fs::symlink(

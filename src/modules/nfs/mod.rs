@@ -84,6 +84,7 @@ impl Module for Nfs {
         // Nodes belong to the source image (their state is theirs): a clone has none.
         dst.nodes = None;
         copy_tree(ctx, &from, &to)?;
+        retag_os_release(ctx, &to, &dst.name)?;
         write_boot_ipxe(ctx, dst)?;
         if !ctx.runner.dry_run() {
             // The exports read the records: the clone's is saved by the caller next;
@@ -169,6 +170,49 @@ fn copy_tree(ctx: &Ctx, from: &Path, to: &Path) -> Result<()> {
     }
     std::fs::rename(&tmp, to).at(to)?;
     fsutil::sync_dir(parent)
+}
+
+/// Rewrites the image name in a copied tree's os-release (the boot marker and
+/// `DISKLESSSET_IMAGE_NAME` tell which image a node runs).
+fn retag_os_release(ctx: &Ctx, tree: &Path, name: &str) -> Result<()> {
+    use crate::build::tree as t;
+    if ctx.runner.dry_run() {
+        ctx.runner.note(format!(
+            "set DISKLESSSET_IMAGE_NAME={name} in {}",
+            tree.display()
+        ));
+        return Ok(());
+    }
+    for rel in ["etc/os-release", "usr/lib/os-release"] {
+        if std::fs::symlink_metadata(tree.join(rel)).is_ok_and(|m| m.file_type().is_symlink()) {
+            continue; // the file it points to is handled on its own
+        }
+        let Some(old) = t::read(tree, rel)? else {
+            continue;
+        };
+        if !old.contains("DISKLESSSET_IMAGE_NAME=") {
+            continue;
+        }
+        let new: String = old
+            .lines()
+            .map(|l| {
+                if l.starts_with("DISKLESSSET_IMAGE_NAME=") {
+                    format!("DISKLESSSET_IMAGE_NAME=\"{name}\"\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        t::write(
+            &ctx.runner,
+            tree,
+            rel,
+            new.as_bytes(),
+            0o644,
+            "os-release image name",
+        )?;
+    }
+    Ok(())
 }
 
 fn require_class(ctx: &Ctx, name: &str, class: ImageClass) -> Result<ImageRecord> {
@@ -566,6 +610,7 @@ pub fn create_golden(ctx: &Ctx, name: &str, from: &str) -> Result<GoldenReport> 
     };
     let t = std::time::Instant::now();
     copy_tree(ctx, &staging_tree(cfg, from), &dest)?;
+    retag_os_release(ctx, &dest, name)?;
     let copy_seconds = t.elapsed().as_secs_f64();
     let mut rec = src.clone();
     rec.name = name.to_string();
