@@ -226,7 +226,7 @@ impl Ganesha {
             &conf,
             format!(
                 "NFS_CORE_PARAM {{ Protocols = 4; NFS_Port = {GANESHA_PORT}; Bind_addr = 127.0.0.1; Enable_NLM = false; Enable_RQUOTA = false; }}\n\
-                 NFSV4 {{ Graceless = true; }}\n\
+                 NFSV4 {{ Graceless = true; Allow_Numeric_Owners = true; Only_Numeric_Owners = true; }}\n\
                  %include \"{}\"\n",
                 exports.display()
             ),
@@ -426,6 +426,25 @@ fn golden_image_boots_over_nfs_and_keeps_node_state() {
     let kept = std::fs::read_to_string(nodes.join("n1/var/lib/disklessset-persist/probe")).unwrap();
     assert!(wrote1.contains(kept.trim()), "{wrote1} vs {kept}");
     let hostkey = std::fs::read(nodes.join("n1/etc/ssh/ssh_host_ed25519_key")).unwrap();
+    let du = Command::new("du")
+        .arg("-sk")
+        .arg(nodes.join("n1"))
+        .output()
+        .unwrap();
+    eprintln!(
+        "n1 keeps {} after its first boot",
+        String::from_utf8_lossy(&du.stdout).trim()
+    );
+    let owners = Command::new("find")
+        .arg(nodes.join("n1"))
+        .args(["-not", "-user", "0", "-print", "-quit"])
+        .output()
+        .unwrap();
+    assert!(
+        owners.stdout.is_empty(),
+        "seeded files not owned by root (NFS id mapping?): {}",
+        String::from_utf8_lossy(&owners.stdout)
+    );
     assert!(nodes.join("n1/var/log").is_dir());
 
     // n1 again: finds it, and keeps the same host key.

@@ -178,6 +178,18 @@ pub fn setup_tree(ctx: &Ctx, tree_dir: &Path, spec: &SetupSpec) -> Result<()> {
     if spec.nfs_root {
         fstab.push_str("tmpfs /tmp tmpfs defaults,nosuid,nodev,mode=1777 0 0\n");
     }
+    if spec.nfs_root && tree::exists(t, "etc/systemd") {
+        // A node's /var/log may be kept on the server (nfs_persist_paths): bound the
+        // journal there (a new machine id each boot starts a new journal directory).
+        tree::write(
+            r,
+            t,
+            "etc/systemd/journald.conf.d/50-disklessset.conf",
+            b"# Written by disklessset: a node's journal lives in its kept /var/log on the NFS server.\n[Journal]\nSystemMaxUse=64M\n",
+            0o644,
+            "journal size bound",
+        )?;
+    }
     tree::write(r, t, "etc/fstab", fstab.as_bytes(), 0o644, "fstab")?;
     network(r, t, spec)?;
     if let Some(tty) = &spec.serial_console {
@@ -1003,6 +1015,9 @@ mod tests {
             .collect();
         assert!(!left.iter().any(|n| n.starts_with("ssh_host_")), "{left:?}");
         assert!(left.contains(&"sshd_config".to_string()), "{left:?}");
+        let j =
+            fs::read_to_string(t.join("etc/systemd/journald.conf.d/50-disklessset.conf")).unwrap();
+        assert!(j.contains("SystemMaxUse=64M"), "{j}");
     }
 
     #[test]
