@@ -13,7 +13,10 @@ use disklessset::ops::Ctx;
 use disklessset::sys::Runner;
 
 fn sh(args: &[&str]) {
-    let st = Command::new(args[0]).args(&args[1..]).status().expect("spawn");
+    let st = Command::new(args[0])
+        .args(&args[1..])
+        .status()
+        .expect("spawn");
     assert!(st.success(), "{args:?} failed");
 }
 
@@ -34,7 +37,15 @@ fn main() {
     let _ = Command::new("umount").arg("-R").arg(&scratch).status();
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).unwrap();
-    sh(&["mount", "-t", "tmpfs", "-o", "size=6g", "tmpfs", scratch.to_str().unwrap()]);
+    sh(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=6g",
+        "tmpfs",
+        scratch.to_str().unwrap(),
+    ]);
     let cfg = Config::under_root(&scratch.join("store")).unwrap();
     let ctx = Ctx::new(cfg, Runner::new(false));
 
@@ -50,7 +61,10 @@ fn main() {
             disklessset::build::builder_for(spec.distro)
                 .build(&ctx, &spec, &t)
                 .unwrap();
-            println!("built a core bookworm tree in {:.1}s", s.elapsed().as_secs_f64());
+            println!(
+                "built a core bookworm tree in {:.1}s",
+                s.elapsed().as_secs_f64()
+            );
             t
         }
     };
@@ -64,14 +78,39 @@ fn main() {
     std::fs::create_dir_all(r.join("mnt")).unwrap();
     let img = r.join("LiveOS/rootfs.img");
     let s = Instant::now();
-    sh(&["dd", "if=/dev/zero", &format!("of={}", img.display()), "bs=1M", &format!("count={size_mib}"), "status=none"]);
+    sh(&[
+        "dd",
+        "if=/dev/zero",
+        &format!("of={}", img.display()),
+        "bs=1M",
+        &format!("count={size_mib}"),
+        "status=none",
+    ]);
     sh(&["mkfs.xfs", "-q", "-f", img.to_str().unwrap()]);
-    sh(&["mount", "-o", "loop", img.to_str().unwrap(), r.join("mnt").to_str().unwrap()]);
-    sh(&["cp", "-a", &format!("{}/.", tree.display()), r.join("mnt").to_str().unwrap()]);
+    sh(&[
+        "mount",
+        "-o",
+        "loop",
+        img.to_str().unwrap(),
+        r.join("mnt").to_str().unwrap(),
+    ]);
+    sh(&[
+        "cp",
+        "-a",
+        &format!("{}/.", tree.display()),
+        r.join("mnt").to_str().unwrap(),
+    ]);
     sh(&["umount", r.join("mnt").to_str().unwrap()]);
     std::fs::remove_dir(r.join("mnt")).unwrap();
     let ref_out = scratch.join("ref.squashfs.img");
-    sh(&["mksquashfs", r.to_str().unwrap(), ref_out.to_str().unwrap(), "-noappend", "-no-progress", "-quiet"]);
+    sh(&[
+        "mksquashfs",
+        r.to_str().unwrap(),
+        ref_out.to_str().unwrap(),
+        "-noappend",
+        "-no-progress",
+        "-quiet",
+    ]);
     let ref_t = s.elapsed().as_secs_f64();
     let ref_sz = size(&ref_out);
     println!("(a) reference: dd {size_mib} MiB + mkfs.xfs + loop mount + cp -a + mksquashfs gzip: {ref_t:.1}s, {:.1} MB", mb(ref_sz));
@@ -89,7 +128,8 @@ fn main() {
     );
     let cmp = scratch.join("compat.squashfs.img");
     let s = Instant::now();
-    disklessset::pack::pack_compat(&ctx, &tree, size_mib, &scratch.join("compat-scratch"), &cmp).unwrap();
+    disklessset::pack::pack_compat(&ctx, &tree, size_mib, &scratch.join("compat-scratch"), &cmp)
+        .unwrap();
     let cmp_t = s.elapsed().as_secs_f64();
     println!(
         "(b) compat layout ({size_mib} MiB ext4 via mkfs.ext4 -d, zstd-3): {cmp_t:.1}s, {:.1} MB: {:.0}x faster, {:.2}x the size",
@@ -101,7 +141,8 @@ fn main() {
     // initramfs, both flavours
     let kver = disklessset::build::kernel_version(&tree).unwrap();
     for flavour in ["own", "dracut"] {
-        let rep = disklessset::modules::livenet::build_initramfs(&ctx, &tree, &kver, flavour).unwrap();
+        let rep =
+            disklessset::modules::livenet::build_initramfs(&ctx, &tree, &kver, flavour).unwrap();
         println!(
             "initramfs {flavour}: {:.1}s, {:.1} MB",
             rep.seconds,
