@@ -253,6 +253,8 @@ pub fn kernel_cmdline(cfg: &Config, rec: &ImageRecord) -> Result<String> {
         args.push("${dls-persist}".into());
     }
     args.push(format!("selinux={}", u8::from(rec.selinux)));
+    // The ready marker names the image it booted from this (clones included).
+    args.push(format!("disklessset.image={}", rec.name));
     Ok(args.join(" "))
 }
 
@@ -862,7 +864,7 @@ mod tests {
         let t = render_boot_ipxe(&cfg, &r).unwrap();
         assert!(t.contains("set dls-nfs-server ${next-server}"), "{t}");
         assert!(
-            t.contains("root=nfs:${dls-nfs-server}:/srv/dl/nfsimages/staging/gold selinux=0"),
+            t.contains("root=nfs:${dls-nfs-server}:/srv/dl/nfsimages/staging/gold selinux=0 disklessset.image=gold"),
             "{t}"
         );
         assert!(!t.contains("persist"), "{t}");
