@@ -457,6 +457,16 @@ fn golden_image_boots_over_nfs_and_keeps_node_state() {
         "host key changed across reboots"
     );
 
+    // One machine id per node across reboots: one journal directory, named by it.
+    let mid = std::fs::read_to_string(nodes.join("n1/.machine-id")).unwrap();
+    assert_eq!(mid.trim().len(), 32, "{mid}");
+    if let Ok(rd) = std::fs::read_dir(nodes.join("n1/var/log/journal")) {
+        let dirs: Vec<String> = rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(dirs, [mid.trim().to_string()], "one journal per node");
+    }
+
     // n2: its own directory, none of n1's state.
     let log = boot("52:54:00:00:aa:02", "n2-first");
     assert!(log.contains("DLSPROBE absent"), "n2 saw n1's file: {log}");
