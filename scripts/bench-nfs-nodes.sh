@@ -17,10 +17,14 @@ set -euo pipefail
 NODES=${1:-100}
 REF_COPIES=${REF_COPIES:-3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+# DISKLESSSET=path/to/disklessset to use a given binary (a debug build is fine: the
+# work measured is file system work, not CPU).
 BIN=${DISKLESSSET:-$HERE/target/release/disklessset}
 if [ ! -x "$BIN" ]; then
   (cd "$HERE" && cargo build --release --bin disklessset >/dev/null)
 fi
+echo "binary: $BIN"
+df -h --output=source,fstype,size,avail "$(dirname "${BENCH_DIR:-/var/tmp/x}")" | tail -n 1 | sed 's/^/file system: /'
 BENCH_DIR=${BENCH_DIR:-$(mktemp -d /var/tmp/dls-bench-nfs.XXXXXX)}
 mkdir -p "$BENCH_DIR"
 dl() { "$BIN" --root "$BENCH_DIR" "$@"; }
