@@ -212,20 +212,26 @@ fn ganesha_exports_and_dry_run() {
 
 // ---------------------------------------------------------------- end to end
 
-const GANESHA_PORT: u16 = 20490;
+/// A free TCP port on 127.0.0.1 (LAB.md's 20490 may be taken by a parallel run).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
 
-/// nfs-ganesha on 127.0.0.1:20490, serving the tool's generated exports.
+/// nfs-ganesha on 127.0.0.1:PORT, serving the tool's generated exports.
 struct Ganesha {
     child: Child,
 }
 
 impl Ganesha {
-    fn start(dir: &Path, exports: &Path) -> Ganesha {
+    fn start(dir: &Path, exports: &Path, port: u16) -> Ganesha {
         let conf = dir.join("ganesha.conf");
         std::fs::write(
             &conf,
             format!(
-                "NFS_CORE_PARAM {{ Protocols = 4; NFS_Port = {GANESHA_PORT}; Bind_addr = 127.0.0.1; Enable_NLM = false; Enable_RQUOTA = false; }}\n\
+                "NFS_CORE_PARAM {{ Protocols = 4; NFS_Port = {port}; Bind_addr = 127.0.0.1; Enable_NLM = false; Enable_RQUOTA = false; }}\n\
                  NFSV4 {{ Graceless = true; Allow_Numeric_Owners = true; Only_Numeric_Owners = true; }}\n\
                  %include \"{}\"\n",
                 exports.display()
@@ -246,10 +252,10 @@ impl Ganesha {
             .spawn()
             .expect("ganesha.nfsd (apt-get install nfs-ganesha nfs-ganesha-vfs)");
         let t = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", GANESHA_PORT)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 t.elapsed() < Duration::from_secs(30),
-                "nfs-ganesha did not listen on {GANESHA_PORT}"
+                "nfs-ganesha did not listen on {port}"
             );
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -315,9 +321,10 @@ fn probe_line<'a>(log: &'a str, what: &str) -> &'a str {
 fn golden_image_boots_over_nfs_and_keeps_node_state() {
     let s = Store::new();
     let cfg = s.root().join("config.yaml");
+    let port = free_port();
     std::fs::write(
         &cfg,
-        "nfs_server_kind: ganesha\nnfs_server: 10.0.2.2\nnfs_mount_options: vers=4.1,port=20490\n",
+        format!("nfs_server_kind: ganesha\nnfs_server: 10.0.2.2\nnfs_mount_options: vers=4.1,port={port}\n"),
     )
     .unwrap();
     let c = cfg.display().to_string();
@@ -359,12 +366,12 @@ fn golden_image_boots_over_nfs_and_keeps_node_state() {
     let ganesha_dir = s.root().join("ganesha");
     std::fs::create_dir_all(&ganesha_dir).unwrap();
     let exports = s.root().join("exports/disklessset.ganesha.conf");
-    let _g = Ganesha::start(&ganesha_dir, &exports);
+    let _g = Ganesha::start(&ganesha_dir, &exports, port);
     // With ganesha running, adding nodes reloads it (SIGHUP to its pid file's pid).
     std::fs::write(
         &cfg,
         format!(
-            "nfs_server_kind: ganesha\nnfs_server: 10.0.2.2\nnfs_mount_options: vers=4.1,port=20490\nganesha_pid_file: {}\n",
+            "nfs_server_kind: ganesha\nnfs_server: 10.0.2.2\nnfs_mount_options: vers=4.1,port={port}\nganesha_pid_file: {}\n",
             ganesha_dir.join("ganesha.pid").display()
         ),
     )
