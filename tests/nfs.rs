@@ -79,6 +79,10 @@ fn staging_golden_nodes_exports_clone_remove() {
     assert_one_line_error(&e, "not an NfsGoldenImage");
     let e = s.fails(&["nfs", "nodes", "add", "gold1", "c[001-"]);
     assert_one_line_error(&e, "node set");
+    let e = s.fails(&["nfs", "staging", "create", "st9", "--initramfs", "dracut"]);
+    assert_one_line_error(&e, "own initramfs");
+    let e = s.fails(&["nfs", "staging", "create", "st9", "--type", "huge"]);
+    assert_one_line_error(&e, "unknown livenet type");
     let e = s.fails(&["nfs", "nodes", "add", "gold1", "bad/name"]);
     assert_one_line_error(&e, "invalid");
 

@@ -240,7 +240,7 @@ pub struct NfsCreateArgs {
     /// Package mirror URL
     #[arg(long)]
     pub mirror: Option<String>,
-    /// Initramfs flavour: own (minimal, fast; per-node persistence) or dracut
+    /// Initramfs flavour: own (the only one with an overlay and per-node kept paths for NFS roots)
     #[arg(long, default_value = "own")]
     pub initramfs: String,
 }

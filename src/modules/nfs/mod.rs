@@ -245,10 +245,6 @@ pub fn kernel_cmdline(cfg: &Config, rec: &ImageRecord) -> Result<String> {
     if let Some(o) = &cfg.nfs_mount_options {
         args.push(format!("dl.nfs_opts={o}"));
     }
-    if rec.initramfs_flavour.as_deref() == Some("dracut") {
-        args.push("rd.neednet=1".into());
-        args.push("ro".into());
-    }
     if rec.image_class == ImageClass::NfsGoldenImage {
         args.push("${dls-persist}".into());
     }
@@ -403,6 +399,12 @@ pub fn create_staging(ctx: &Ctx, o: &StagingCreate) -> Result<StagingReport> {
     let dry = ctx.runner.dry_run();
     crate::names::image(&o.name)?;
     kernel::initramfs_name(&o.initramfs, "x")?;
+    if o.initramfs != "own" {
+        return Err(Error::invalid(format!(
+            "--initramfs {}: NFS images boot with the own initramfs (read-only NFS root under a tmpfs overlay, per-node kept paths); dracut has no overlay for NFS roots: use --initramfs own",
+            o.initramfs
+        )));
+    }
     let dest = staging_tree(cfg, &o.name);
     if !dry && dest.exists() {
         return Err(Error::invalid(format!(
