@@ -553,8 +553,12 @@ pub fn kernel_set(ctx: &Ctx, name: &str, version: &str) -> Result<ImageRecord> {
     if !ctx.runner.dry_run() {
         store::save(&ctx.cfg, &rec)?;
     }
-    if rec.image_class == ImageClass::LivenetImage {
-        write_boot_ipxe(ctx, &rec)?;
+    match rec.image_class {
+        ImageClass::LivenetImage => write_boot_ipxe(ctx, &rec)?,
+        ImageClass::NfsStagingImage | ImageClass::NfsGoldenImage => {
+            crate::modules::nfs::write_boot_ipxe(ctx, &rec)?
+        }
+        ImageClass::DemoImage => {}
     }
     Ok(rec)
 }
