@@ -13,6 +13,7 @@ pub mod modules;
 pub mod names;
 pub mod ops;
 pub mod pack;
+pub mod params;
 pub mod store;
 pub mod sys;
 pub mod yaml;

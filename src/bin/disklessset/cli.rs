@@ -83,6 +83,8 @@ pub enum Command {
     /// Manage an image's kernel
     #[command(subcommand)]
     Kernel(KernelCmd),
+    /// Create images from a parameters file (reference `image_data:` or native `images:`)
+    Create(CreateArgs),
     /// Generate an image's initramfs from its own kernel modules
     Initramfs {
         name: String,
@@ -151,6 +153,19 @@ pub struct LivenetCreateArgs {
     /// Initramfs flavour: own (minimal, fast) or dracut
     #[arg(long, default_value = "own")]
     pub initramfs: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The parameters file (see share/params/ for both formats)
+    #[arg(long, value_name = "FILE")]
+    pub params: PathBuf,
+    /// Distro of the images that name none (reference files never do) [default: debian]
+    #[arg(long)]
+    pub distro: Option<String>,
+    /// Remove and rebuild the images that exist and differ from the file (with --yes)
+    #[arg(long)]
+    pub replace: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -369,6 +384,36 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
                     rep.build_seconds,
                     rep.pack_seconds
                 );
+            }
+        }
+        Command::Create(a) => {
+            let rep = disklessset::params::create_from_params(
+                ctx,
+                &a.params,
+                &disklessset::params::ParamsOptions {
+                    distro: a.distro.clone(),
+                    replace: a.replace,
+                    yes: g.yes,
+                },
+            )?;
+            if g.json {
+                output::json(&rep)?;
+            } else {
+                for i in &rep.images {
+                    let mut line = format!(
+                        "{} image {}: {}",
+                        i.kind.as_str(),
+                        i.name,
+                        i.action.as_str()
+                    );
+                    if let Some(k) = i.kernel.as_deref().filter(|_| !rep.dry_run) {
+                        line.push_str(&format!(" (kernel {k}, {:.0}s)", i.seconds));
+                    }
+                    if !i.differences.is_empty() {
+                        line.push_str(&format!(" [{}]", i.differences.join("; ")));
+                    }
+                    println!("{line}");
+                }
             }
         }
         Command::Initramfs { name, flavour } => {
