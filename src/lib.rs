@@ -7,6 +7,7 @@ pub mod build;
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod inside;
 pub mod kernel;
 pub mod logging;
 pub mod modules;

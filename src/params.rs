@@ -986,7 +986,11 @@ pub fn load(ctx: &Ctx, path: &Path, distro: Option<&str>) -> Result<ParamsFile> 
     for ip in &mut pf.images {
         if ip.kind != ImageKind::Livenet && !NFS_AVAILABLE {
             return Err(p.err(
-                ip.pos("kind"),
+                if pf.format == Format::Reference {
+                    ip.pos("image_class")
+                } else {
+                    ip.pos("kind")
+                },
                 if pf.format == Format::Reference {
                     "image_class"
                 } else {
@@ -1017,7 +1021,11 @@ pub fn load(ctx: &Ctx, path: &Path, distro: Option<&str>) -> Result<ParamsFile> 
                     ip.build.distro
                 ));
             }
-            p.err(ip.pos("release"), "release_version", msg)
+            let field = match pf.format {
+                Format::Reference => "release_version",
+                Format::Native => "release",
+            };
+            p.err(ip.pos("release"), field, msg)
         })?;
         ip.build.release = Some(release);
         if let Some(k) = &ip.build.ssh_pub_key_file {
@@ -1579,5 +1587,78 @@ mod tests {
         let d = differences(ip, &rec);
         assert_eq!(d.len(), 2, "{d:?}");
         assert!(d.iter().all(|x| !x.contains("root")), "{d:?}");
+    }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn yamlish() -> impl Strategy<Value = String> {
+            let key = prop_oneof![
+                Just("image_data".to_string()),
+                Just("images".to_string()),
+                Just("defaults".to_string()),
+                Just("name".to_string()),
+                Just("image_class".to_string()),
+                Just("kind".to_string()),
+                Just("livenet_type".to_string()),
+                Just("livenet_size".to_string()),
+                Just("size".to_string()),
+                Just("layout".to_string()),
+                Just("additional_packages".to_string()),
+                Just("packages".to_string()),
+                Just("selinux".to_string()),
+                Just("release_version".to_string()),
+                Just("kernel".to_string()),
+                Just("from".to_string()),
+                Just("nodes".to_string()),
+                Just("- name".to_string()),
+                Just("<<".to_string()),
+                "[a-z_]{1,8}",
+            ];
+            let value = prop_oneof![
+                Just(String::new()),
+                Just("LivenetImage".to_string()),
+                Just("livenet".to_string()),
+                Just("nfs-golden".to_string()),
+                Just("Type.CORE".to_string()),
+                Just("['gzip', 'vim']".to_string()),
+                Just("[a, [b]]".to_string()),
+                Just("{a: 1}".to_string()),
+                Just("True".to_string()),
+                Just("700".to_string()),
+                Just("1.5G".to_string()),
+                Just("&a x".to_string()),
+                Just("*a".to_string()),
+                Just("c[001-004]".to_string()),
+                Just("'unterminated".to_string()),
+                Just("\"q\\u00e9\"".to_string()),
+                Just("|".to_string()),
+                "[ -~]{0,12}",
+            ];
+            let line =
+                (0usize..8, key, value).prop_map(|(i, k, v)| format!("{}{k}: {v}", " ".repeat(i)));
+            prop::collection::vec(line, 0..14).prop_map(|l| l.join("\n"))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+            #[test]
+            fn parser_never_panics_on_arbitrary_text(s in "\\PC{0,300}") {
+                let _ = parse(&s, Path::new("f.yml"), None);
+            }
+
+            #[test]
+            fn parser_never_panics_on_yamlish_text(s in yamlish()) {
+                match parse(&s, Path::new("f.yml"), None) {
+                    Ok(pf) => prop_assert!(!pf.images.is_empty()),
+                    Err(e) => {
+                        let m = e.to_string();
+                        prop_assert!(!m.contains('\n'), "{}", m);
+                    }
+                }
+            }
+        }
     }
 }

@@ -167,6 +167,20 @@ impl Runner {
         self
     }
 
+    /// A runner (same plan, same cancel flag) whose command output lines also go to
+    /// `sink`, after the current sink if there is one: a log file for one command.
+    pub fn tee(&self, sink: LineSink) -> Runner {
+        let mut r = self.clone();
+        r.sink = Some(match self.sink.clone() {
+            Some(prev) => Arc::new(move |l: &str| {
+                prev(l);
+                sink(l);
+            }),
+            None => sink,
+        });
+        r
+    }
+
     /// The flag that, once set, kills the running command and makes the next one fail.
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
         self.cancel.clone()

@@ -85,6 +85,29 @@ pub enum Command {
     Kernel(KernelCmd),
     /// Create images from a parameters file (reference `image_data:` or native `images:`)
     Create(CreateArgs),
+    /// Run an Ansible playbook in a livenet image (chroot connection); on success the
+    /// image is repacked as a new generation (when this command mounted it)
+    Ansible {
+        name: String,
+        playbook: PathBuf,
+        /// On failure, leave the image mounted for inspection instead of discarding
+        #[arg(long)]
+        keep_on_failure: bool,
+        /// Arguments for ansible-playbook (after --)
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run a command inside an image, in a private mount namespace. Not mounted: on a
+    /// throwaway overlay (changes discarded); mounted (`livenet mount`): in the mounted
+    /// tree (changes kept for `livenet unmount`). Exits with the command's exit code
+    Exec {
+        name: String,
+        /// The command and its arguments (after --)
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// An interactive shell inside an image (same rules as exec)
+    Shell { name: String },
     /// Generate an image's initramfs from its own kernel modules
     Initramfs {
         name: String,
@@ -191,6 +214,10 @@ pub enum DemoCmd {
 }
 
 pub fn main() -> i32 {
+    // `disklessset __nsrun ...`: the private-namespace helper of exec/shell.
+    if let Some(code) = disklessset::inside::maybe_nsrun() {
+        return code;
+    }
     install_panic_hook();
     // Die quietly on a closed pipe (`disklessset list | head`) like other Unix tools.
     // SAFETY: setting a signal disposition to its default at start-up, single-threaded.
@@ -415,6 +442,56 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
                     println!("{line}");
                 }
             }
+        }
+        Command::Ansible {
+            name,
+            playbook,
+            keep_on_failure,
+            args,
+        } => {
+            // The playbook's output on stderr as it runs (the log file has all of it).
+            let mut c = ctx.clone();
+            if !g.json {
+                c.runner = ctx
+                    .runner
+                    .tee(std::sync::Arc::new(|l: &str| eprintln!("{l}")));
+            }
+            let rep = disklessset::inside::ansible(
+                &c,
+                &name,
+                &playbook,
+                &args,
+                &disklessset::inside::AnsibleOptions { keep_on_failure },
+            )?;
+            if g.json {
+                output::json(&rep)?;
+            } else if !g.dry_run {
+                match rep.generation {
+                    Some(gen) => println!(
+                        "playbook applied to image {name}: repacked as generation {gen} (log {})",
+                        rep.log.display()
+                    ),
+                    None if rep.mounted_here => println!(
+                        "playbook applied to image {name}: nothing changed (log {})",
+                        rep.log.display()
+                    ),
+                    None => println!(
+                        "playbook applied to the mounted image {name}; `disklessset livenet unmount {name}` repacks it (log {})",
+                        rep.log.display()
+                    ),
+                }
+            }
+        }
+        Command::Exec { name, cmd } => {
+            let out = disklessset::inside::exec(ctx, &name, &cmd)?;
+            return Ok(out.code);
+        }
+        Command::Shell { name } => {
+            let out = disklessset::inside::shell(ctx, &name)?;
+            if out.throwaway {
+                eprintln!("disklessset: {name} was not mounted: the shell ran on a throwaway overlay, its changes are discarded");
+            }
+            return Ok(out.code);
         }
         Command::Initramfs { name, flavour } => {
             let rep = livenet::initramfs(ctx, &name, flavour.as_deref())?;
