@@ -573,6 +573,7 @@ fn reference_image(p: &P, img: &Spanned<RefImage>, distro: Option<&str>) -> Resu
         b.size = Some(SizeSpec::Auto);
         if let Some((s, pos)) = p.text(&r.livenet_size) {
             b.size = Some(size_mib(p, pos, "livenet_size", &s)?);
+            b.size_at_least = true;
             positions.insert("livenet_size", pos);
         }
     }
@@ -1106,14 +1107,15 @@ pub fn differences(ip: &ImageParams, rec: &ImageRecord) -> Vec<String> {
             b.layout.as_str().to_string(),
             rec.layout.unwrap_or(Layout::Native).as_str().to_string(),
         );
-        if let Some(SizeSpec::Mib(m)) = b.size {
-            cmp(
+        match (b.size, rec.livenet_size) {
+            // A floor (reference files): an image grown to fit its content matches.
+            (Some(SizeSpec::Mib(m)), Some(have)) if b.size_at_least && have >= m => {}
+            (Some(SizeSpec::Mib(m)), have) => cmp(
                 "size",
                 format!("{m}M"),
-                rec.livenet_size
-                    .map(|s| format!("{s}M"))
-                    .unwrap_or_else(none),
-            );
+                have.map(|s| format!("{s}M")).unwrap_or_else(none),
+            ),
+            _ => {}
         }
         if ip.initramfs_given {
             cmp(
@@ -1583,7 +1585,14 @@ mod tests {
             differences(ip, &rec)
         );
         rec.password = Some(password::hash_password("other").unwrap());
-        rec.livenet_size = Some(800);
+        rec.livenet_size = Some(950); // grown to fit: the reference size is a floor
+        assert_eq!(
+            differences(ip, &rec).len(),
+            1,
+            "{:?}",
+            differences(ip, &rec)
+        );
+        rec.livenet_size = Some(600);
         let d = differences(ip, &rec);
         assert_eq!(d.len(), 2, "{d:?}");
         assert!(d.iter().all(|x| !x.contains("root")), "{d:?}");

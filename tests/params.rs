@@ -146,7 +146,10 @@ fn seed_reference_example_creates_a_bootable_image_skips_and_refuses() {
     assert!(out.contains("livenet image livenet1: created"), "{out}");
     let rec = record(&s, "livenet1");
     assert_eq!(rec["layout"], "compat");
-    assert_eq!(rec["livenet_size"], 700);
+    // 700 MiB (an EL 8 size) is too small for a Debian kernel's modules: the reference
+    // size is a floor, the rootfs.img grows to fit.
+    let size = rec["livenet_size"].as_u64().unwrap();
+    assert!(size >= 700, "{size}");
     assert_eq!(rec["livenet_type"], "core");
     assert_eq!(rec["release_version"], "bookworm");
     assert_eq!(rec["additional_packages"], serde_json::json!(["gzip"]));
@@ -365,6 +368,7 @@ fn native_file_then_ansible_and_exec() {
     std::fs::write(dir.join("fail.yml"), PLAYBOOK_FAIL).unwrap();
     let e = s.fails(&["ansible", "sm1", dir.join("fail.yml").to_str().unwrap()]);
     assert_one_line_error(&e, "ansible-playbook failed on image sm1");
+    assert!(e.contains("published image is unchanged"), "{e}");
     assert!(
         e.contains("full log: ") && e.contains("/log/ansible/sm1-"),
         "{e}"

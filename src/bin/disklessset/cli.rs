@@ -449,9 +449,10 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
             keep_on_failure,
             args,
         } => {
-            // The playbook's output on stderr as it runs (the log file has all of it).
+            // The playbook's output on a terminal's stderr as it runs (the log file has
+            // all of it; scripts keep the one-line error).
             let mut c = ctx.clone();
-            if !g.json {
+            if !g.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 c.runner = ctx
                     .runner
                     .tee(std::sync::Arc::new(|l: &str| eprintln!("{l}")));
