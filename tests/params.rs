@@ -195,13 +195,27 @@ fn seed_reference_example_creates_a_bootable_image_skips_and_refuses() {
     let differing = dir.join("differs.yml");
     std::fs::write(
         &differing,
-        text.replace("livenet_size: 700", "livenet_size: 800"),
+        text.replace("livenet_type: Type.CORE", "livenet_type: Type.SMALL"),
     )
     .unwrap();
     let e = s.fails(&["create", "--params", differing.to_str().unwrap()]);
     assert_one_line_error(&e, "--replace");
     assert!(
-        e.contains("size: the file says 800M, the image has 700M"),
+        e.contains("type: the file says small, the image has core"),
+        "{e}"
+    );
+    let bigger = dir.join("bigger.yml");
+    let want = size + 100;
+    std::fs::write(
+        &bigger,
+        text.replace("livenet_size: 700", &format!("livenet_size: {want}")),
+    )
+    .unwrap();
+    let e = s.fails(&["create", "--params", bigger.to_str().unwrap()]);
+    assert!(
+        e.contains(&format!(
+            "size: the file says {want}M, the image has {size}M"
+        )),
         "{e}"
     );
     let other_pw = dir.join("pw.yml");
@@ -224,11 +238,15 @@ fn seed_reference_example_creates_a_bootable_image_skips_and_refuses() {
         "--dry-run",
     ]);
     assert!(
-        out.contains("would be replaced") && out.contains("truncate -s 800M"),
+        out.contains("would be replaced") && out.contains("mmdebstrap"),
         "{out}"
     );
+    assert!(
+        out.contains("iputils-ping"),
+        "the small type's packages: {out}"
+    );
     assert_eq!(std::fs::metadata(&img).unwrap().modified().unwrap(), before);
-    assert_eq!(record(&s, "livenet1")["livenet_size"], 700);
+    assert_eq!(record(&s, "livenet1")["livenet_type"], "core");
     assert!(s.mounts().is_empty(), "{:?}", s.mounts());
 }
 
