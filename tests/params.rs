@@ -350,6 +350,22 @@ fn native_file_then_ansible_and_exec() {
     );
     assert!(mounts_under(s.root()).is_empty(), "{:?}", s.mounts());
 
+    // shell: a login shell on the same throwaway overlay, fed from a pipe here.
+    let mut c = s.cmd(&["shell", "sm1"]);
+    c.stdin(std::process::Stdio::piped());
+    c.stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"grep -q DISKLESSSET_IMAGE_NAME /etc/os-release && exit 5\nexit 9\n")
+            .unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(5), "{o:?}");
+    assert!(mounts_under(s.root()).is_empty(), "{:?}", s.mounts());
+
     // A playbook that installs a package and writes a templated file: new generation.
     std::fs::write(dir.join("site.yml"), PLAYBOOK_OK).unwrap();
     std::fs::write(dir.join("greeting.j2"), "hello from {{ greeting }}\n").unwrap();

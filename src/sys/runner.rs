@@ -296,7 +296,9 @@ impl Runner {
             .map(|t| t.iter().cloned().collect::<Vec<String>>().join("\n"))
             .unwrap_or_default();
         if !status.success() {
-            tracing::warn!(target: "run", "{line}: {status}");
+            // Info, not warn: the caller's error carries the command line and status;
+            // a warn line on the terminal would break the one-line error contract.
+            tracing::info!(target: "run", "{line}: {status}");
         }
         Ok(Output {
             success: status.success(),
