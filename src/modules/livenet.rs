@@ -44,6 +44,13 @@ impl Module for Livenet {
             "kernel set",
         ]
     }
+    /// The copied boot.ipxe names the source image: write the clone's own.
+    fn clone_extra(&self, ctx: &Ctx, _src: &ImageRecord, dst: &mut ImageRecord) -> Result<()> {
+        if dst.kernel.is_some() && dst.image.is_some() {
+            write_boot_ipxe(ctx, dst)?;
+        }
+        Ok(())
+    }
 }
 
 /// The work dir's parts for an image.
@@ -452,6 +459,7 @@ pub fn kernel_cmdline(rec: &ImageRecord, squashfs_url: &str) -> String {
         args.push("rd.net.dhcp.retry=4".into());
     }
     args.push(format!("selinux={}", u8::from(rec.selinux)));
+    args.push(format!("disklessset.image={}", rec.name));
     args.join(" ")
 }
 
