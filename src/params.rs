@@ -160,8 +160,8 @@ pub struct ParamsFile {
 /// Allowed `image_class` values in a reference parameters file.
 pub const REFERENCE_CLASSES: &str = "LivenetImage, NfsStagingImage";
 
-/// Is creating NFS images available in this build? (The nfs module is not wired yet.)
-pub const NFS_AVAILABLE: bool = false;
+/// Is creating NFS images available in this build?
+pub const NFS_AVAILABLE: bool = true;
 
 // ------------------------------------------------------------------ raw documents
 
@@ -1364,12 +1364,45 @@ pub fn create_from_params(ctx: &Ctx, path: &Path, opts: &ParamsOptions) -> Resul
                 let rep = livenet::create(ctx, &ip.build)?;
                 Some(rep.kernel)
             }
-            ImageKind::NfsStaging | ImageKind::NfsGolden => {
-                // Refused at validation while the nfs module is not wired (NFS_AVAILABLE).
-                return Err(Error::invalid(format!(
-                    "{file}:{}:{}: kind: nfs images are not available in this build",
-                    ip.at.line, ip.at.column
-                )));
+            ImageKind::NfsStaging => {
+                let b = &ip.build;
+                let mut o = crate::modules::nfs::StagingCreate::new(&ip.name);
+                o.distro = b.distro.clone();
+                o.release = b.release.clone();
+                o.livenet_type = b.livenet_type;
+                o.password_hash = b.password_hash.clone();
+                o.ssh_pub_key_file = b.ssh_pub_key_file.clone();
+                o.selinux = b.selinux;
+                o.optimize = b.optimize;
+                o.packages = b.packages.clone();
+                o.mirror = b.mirror.clone();
+                o.initramfs = b.initramfs.clone();
+                Some(crate::modules::nfs::create_staging(ctx, &o)?.kernel)
+            }
+            ImageKind::NfsGolden => {
+                let from = ip.from.clone().ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{file}:{}:{}: an nfs-golden image needs `from:`",
+                        ip.at.line, ip.at.column
+                    ))
+                })?;
+                if dry && store::load(&ctx.cfg, &from).is_err() {
+                    // Its staging image is created earlier in this file: not under --dry-run.
+                    ctx.runner.note(format!(
+                        "create NFS golden image {} from staging image {from}{}",
+                        ip.name,
+                        ip.nodes
+                            .as_deref()
+                            .map(|n| format!(", nodes {n}"))
+                            .unwrap_or_default()
+                    ));
+                } else {
+                    crate::modules::nfs::create_golden(ctx, &ip.name, &from)?;
+                    if let Some(n) = &ip.nodes {
+                        crate::modules::nfs::nodes_add(ctx, &ip.name, n)?;
+                    }
+                }
+                None
             }
         };
         if let (Some(want), Some(found)) = (&ip.kernel, &kernel) {

@@ -130,16 +130,24 @@ fn seed_reference_example_creates_a_bootable_image_skips_and_refuses() {
     assert!(!out.contains("password: root"), "{out}");
     assert!(!s.images().join("livenet1").exists());
 
-    // The reference's NFS example parses, and is refused clearly (no nfs yet).
-    let e = s.fails(&[
+    // The reference's NFS example (an EL release) plans an NFS staging image.
+    let out = s.ok(&[
         "create",
         "--params",
         &fixture("seed-nfs.yml"),
         "--distro",
         "rocky",
+        "--dry-run",
     ]);
-    assert_one_line_error(&e, "nfs images are not available in this build");
-    assert!(e.contains("seed-nfs.yml:8:20: image_class:"), "{e}");
+    assert!(
+        out.contains("nfs-staging image nfs1: would be created"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dnf") && out.contains("nfsimages/staging/nfs1"),
+        "{out}"
+    );
+    assert!(!s.images().join("nfs1").exists());
 
     // The real build.
     let out = s.ok(&["create", "--params", &seed]);
