@@ -166,6 +166,18 @@ fn staging_golden_nodes_exports_clone_remove() {
     assert!(!exports.contains("golden/gold1 "), "{exports}");
     assert!(exports.contains("golden/gold1b "), "{exports}");
 
+    // create --params: an nfs-golden image with nodes, from a staging image
+    let params = s.root().join("golden.yml");
+    std::fs::write(
+        &params,
+        "images:\n  - name: gold3\n    kind: nfs-golden\n    from: stage1\n    nodes: r[1-3]\n",
+    )
+    .unwrap();
+    let out = s.ok(&["create", "--params", &params.display().to_string()]);
+    assert!(out.contains("gold3"), "{out}");
+    assert!(s.ok(&["show", "gold3"]).contains("nodes: r[1-3]"));
+    assert!(s.root().join("nfsimages/nodes/gold3/r2").is_dir());
+
     // clear of a staging image whose record is broken removes its tree too
     std::fs::write(s.images().join("stage1/image_data.yml"), "garbage: [").unwrap();
     s.ok(&["clear", "stage1", "--yes"]);
