@@ -450,3 +450,14 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod shipped_example {
+    #[test]
+    fn share_config_example_parses() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("share/config.yaml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let f = super::parse_config(&text, &p).unwrap();
+        super::Config::resolve(f, None, None).unwrap();
+    }
+}

@@ -89,6 +89,31 @@ pub enum Error {
 
     #[error("{0}")]
     Module(String),
+
+    /// The package manager could not find packages the build asked for.
+    #[error("package not found: {packages} (looked in {sources}): check the spelling, the release, and the components / repositories")]
+    PackageNotFound { packages: String, sources: String },
+
+    /// A package mirror or repository did not answer.
+    #[error("cannot reach the package mirror {url}: {reason} ({fix})")]
+    MirrorUnreachable {
+        url: String,
+        reason: String,
+        fix: String,
+    },
+
+    /// dnf with gpgcheck on and no key to check with: the reference's most reported failure.
+    #[error("refusing to build {distro} with gpgcheck on: no GPG key is configured for repo(s) {repos}: set `gpg_keys: [{hint}]` in {config} (the key that signs these repos)")]
+    GpgKeyMissing {
+        distro: String,
+        repos: String,
+        hint: String,
+        config: String,
+    },
+
+    /// A root tree that lacks what an image needs.
+    #[error("{tree}: {msg}")]
+    Tree { tree: PathBuf, msg: String },
 }
 
 impl Error {

@@ -2,6 +2,8 @@
 //! No terminal, no argument parsing: the front-ends (CLI, TUI, bootset) live in `src/bin/`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod boot;
+pub mod build;
 pub mod config;
 pub mod error;
 pub mod fsutil;
@@ -10,6 +12,7 @@ pub mod logging;
 pub mod modules;
 pub mod names;
 pub mod ops;
+pub mod pack;
 pub mod store;
 pub mod sys;
 pub mod yaml;

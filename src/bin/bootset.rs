@@ -1,5 +1,154 @@
-//! `bootset`: assign boot images to nodes (see `disklessset` for images).
+//! `bootset`: assign boot types and images to nodes, and show the status.
+//! Compatible with the reference: `bootset -n c[001-100] -b diskless -i myimage`.
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Parser;
+
+use disklessset::boot::bootset::{self, Assign, BootType, NetMode};
+use disklessset::config::{Config, ConfigSource};
+use disklessset::logging::{self, Verbosity};
+use disklessset::ops::Ctx;
+use disklessset::sys::Runner;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bootset",
+    version,
+    about = "Assign boot types and diskless images to nodes (iPXE), and show their status"
+)]
+struct Cli {
+    /// Nodes, in ClusterShell syntax: c[001-100],login1 rack[1-2]n[01-04] @group
+    #[arg(short = 'n', long = "nodes", value_name = "NODESET")]
+    nodes: Option<String>,
+    /// Boot type: exactly one of osdeploy, diskless, next, clone, clonedeploy, disk
+    #[arg(short = 'b', long = "boot", value_name = "TYPE")]
+    boot: Option<String>,
+    /// Diskless image (must exist, be created and have an initramfs)
+    #[arg(short = 'i', long = "image", value_name = "IMAGE")]
+    image: Option<String>,
+    /// Extra kernel parameters for these nodes
+    #[arg(
+        short = 'e',
+        long = "extra",
+        value_name = "EXTRA",
+        allow_hyphen_values = true
+    )]
+    extra: Option<String>,
+    /// network: static ip= from the inventory; dhcp: DHCP with timeouts
+    #[arg(short = 'f', long = "force-network", value_name = "network|dhcp")]
+    net: Option<String>,
+    /// Status: nodes folded per boot type and image (optionally only NODESET)
+    #[arg(short = 's', long = "status", value_name = "NODESET", num_args = 0..=1, default_missing_value = "")]
+    status: Option<String>,
+    /// Quiet: print nothing on success
+    #[arg(short = 'q', long = "quiet")]
+    quiet: bool,
+    /// Machine-readable output
+    #[arg(long)]
+    json: bool,
+    /// Print what would be written; change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Configuration file [default: /etc/disklessset/config.yaml]
+    #[arg(long, env = "DISKLESSSET_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Put the whole store under DIR
+    #[arg(long, env = "DISKLESSSET_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Debug logs on stderr
+    #[arg(short = 'd', long = "debug")]
+    debug: bool,
+}
+
 fn main() {
-    eprintln!("bootset: not yet available in this build; see `disklessset --help`");
-    std::process::exit(1);
+    // SAFETY: default SIGPIPE disposition at start-up (quiet exit on a closed pipe).
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("bootset: error: {}", msg.join(": ").replace('\n', " "));
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let cfg = Config::load(&ConfigSource {
+        config_file: cli.config.clone(),
+        root: cli.root.clone(),
+    })?;
+    let verbosity = if cli.debug {
+        Verbosity::Debug
+    } else {
+        Verbosity::Quiet
+    };
+    logging::init(&cfg, verbosity, Some(std::io::stderr));
+    let runner = Runner::new(cli.dry_run);
+    let ctx = Ctx::new(cfg, runner.clone());
+    if let Some(set) = &cli.status {
+        let set = (!set.is_empty())
+            .then_some(set.as_str())
+            .or(cli.nodes.as_deref());
+        let lines = bootset::status(&ctx, set)?;
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&lines)?);
+        } else if lines.is_empty() {
+            println!(
+                "no nodes in the inventory ({})",
+                ctx.cfg.nodes_file.display()
+            );
+        } else {
+            for l in lines {
+                match &l.image {
+                    Some(i) => println!("{} {i}: {} ({} nodes)", l.boot_type, l.nodes, l.count),
+                    None => println!("{}: {} ({} nodes)", l.boot_type, l.nodes, l.count),
+                }
+            }
+        }
+        return Ok(0);
+    }
+    let (Some(nodes), Some(boot)) = (&cli.nodes, &cli.boot) else {
+        eprintln!("bootset: error: give -n NODESET and -b TYPE (or -s for the status); see bootset --help");
+        return Ok(2);
+    };
+    let a = Assign {
+        nodeset: nodes.clone(),
+        boot_type: BootType::parse(boot)?,
+        image: cli.image.clone(),
+        extra: cli.extra.clone(),
+        net: match &cli.net {
+            Some(f) => NetMode::parse(f)?,
+            None => NetMode::Default,
+        },
+    };
+    let rep = bootset::assign(&ctx, &a)?;
+    if cli.dry_run {
+        for p in runner.plan() {
+            println!("{p}");
+        }
+    } else if cli.json {
+        println!("{}", serde_json::to_string_pretty(&rep)?);
+    } else if !cli.quiet {
+        println!(
+            "{}: {}{} ({} written, {} unchanged)",
+            rep.folded,
+            a.boot_type.as_str(),
+            a.image.map(|i| format!(" {i}")).unwrap_or_default(),
+            rep.written,
+            rep.unchanged
+        );
+    }
+    Ok(0)
 }

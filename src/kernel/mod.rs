@@ -1,4 +1,9 @@
 //! Kernels and initramfs files in the kernels dir.
+pub mod cpio;
+pub mod dracut;
+pub mod kmods;
+pub mod own;
+
 use std::path::PathBuf;
 
 use serde::Serialize;

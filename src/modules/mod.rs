@@ -2,6 +2,7 @@
 //! maintenance (list, remove, clone, clear) lives in `ops`; a module adds what is
 //! specific to its images (paths it owns outside the image dir, content to clone).
 pub mod demo;
+pub mod livenet;
 
 use std::path::PathBuf;
 
@@ -53,7 +54,7 @@ pub struct ModuleInfo {
 
 /// All modules, in menu order.
 pub fn registry() -> Vec<Box<dyn Module>> {
-    vec![Box::new(demo::Demo)]
+    vec![Box::new(demo::Demo), Box::new(livenet::Livenet)]
 }
 
 /// The module that handles an image class.

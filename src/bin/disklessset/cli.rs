@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use disklessset::config::{Config, ConfigSource};
 use disklessset::logging::{self, Verbosity};
-use disklessset::modules::demo;
+use disklessset::modules::{demo, livenet};
 use disklessset::ops::{self, Ctx, Progress, ProgressEvent};
 use disklessset::sys::proc::stdin_is_tty;
 use disklessset::sys::Runner;
@@ -75,6 +75,35 @@ pub enum Command {
     /// The demo module
     #[command(subcommand)]
     Demo(DemoCmd),
+    /// The livenet module: squashfs images booted into RAM
+    #[command(subcommand)]
+    Livenet(LivenetCmd),
+    /// Restore an image's previous generation
+    Rollback { name: String },
+    /// Manage an image's kernel
+    #[command(subcommand)]
+    Kernel(KernelCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LivenetCmd {
+    /// Make the image a writable tree in the work dir (for customisation)
+    Mount { name: String },
+    /// Repack the customised tree into a new generation and unmount it
+    Unmount {
+        name: String,
+        /// Throw the changes away instead of repacking
+        #[arg(long)]
+        discard: bool,
+    },
+    /// Grow or shrink a compat image's rootfs.img (700M, 1.5G, auto)
+    Resize { name: String, size: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KernelCmd {
+    /// Change an image's kernel (refused if that kernel has no initramfs)
+    Set { name: String, version: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -278,6 +307,62 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
                 },
             )?;
             output::done(g.json, &format!("created demo image {}", rec.name))?;
+        }
+        Command::Livenet(LivenetCmd::Mount { name }) => {
+            let mnt = livenet::mount_image(ctx, &name)?;
+            output::done(
+                g.json,
+                &format!(
+                    "image {name} mounted at {} (Ansible inventory: {})",
+                    mnt.display(),
+                    livenet::WorkPaths::new(&ctx.cfg, &name)
+                        .inventory
+                        .join("host")
+                        .display()
+                ),
+            )?;
+        }
+        Command::Livenet(LivenetCmd::Unmount { name, discard }) => {
+            let rep = livenet::unmount_image(ctx, &name, discard)?;
+            if g.json {
+                output::json(&rep)?;
+            } else {
+                match rep.generation {
+                    Some(gen) => println!(
+                        "image {name} unmounted; repacked as generation {gen} ({})",
+                        disklessset::fsutil::human_size(rep.size_bytes)
+                    ),
+                    None if discard => println!("image {name} unmounted; changes discarded"),
+                    None => println!("image {name} unmounted; nothing changed, no new generation"),
+                }
+            }
+        }
+        Command::Livenet(LivenetCmd::Resize { name, size }) => {
+            let spec = livenet::SizeSpec::parse(&size)?;
+            let rep = livenet::resize(ctx, &name, spec)?;
+            if g.json {
+                output::json(&rep)?;
+            } else {
+                println!(
+                    "image {name} resized from {}M to {}M (content {}M, minimum {}M); generation {}",
+                    rep.old_mib, rep.new_mib, rep.content_mib, rep.min_mib, rep.generation
+                );
+            }
+        }
+        Command::Rollback { name } => {
+            let gen = livenet::rollback(ctx, &name)?;
+            output::done(g.json, &format!("image {name} is back at generation {gen}"))?;
+        }
+        Command::Kernel(KernelCmd::Set { name, version }) => {
+            let rec = livenet::kernel_set(ctx, &name, &version)?;
+            output::done(
+                g.json,
+                &format!(
+                    "image {name} now boots {} with {}",
+                    rec.kernel.unwrap_or_default(),
+                    rec.image.unwrap_or_default()
+                ),
+            )?;
         }
     }
     Ok(0)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the system packages disklessset and its tests need (Debian/Ubuntu, as root).
+# Idempotent: only missing packages are installed.
+set -euo pipefail
+PKGS=(
+  mount util-linux coreutils e2fsprogs squashfs-tools zstd cpio
+  mmdebstrap debootstrap
+  busybox-static
+  dracut dracut-live dracut-network isc-dhcp-client
+  qemu-system-x86 ipxe-qemu
+  xfsprogs
+  tmux
+  libcrypt-dev
+  python3
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "cargo is missing: install a Rust toolchain (rustup) first" >&2
+  exit 1
+fi

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit, integration and VM boot tests.
+# Run as root (the tests make real mounts and boot QEMU VMs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then echo "run as root (real mounts, loop devices, VMs)" >&2; exit 1; fi
+scripts/install-deps.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+# Tests boot VMs and build images: run test binaries one at a time, 2 threads inside each.
+cargo test --all-targets -- --test-threads=2

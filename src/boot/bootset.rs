@@ -1,0 +1,507 @@
+//! bootset: assign boot types and images to nodes by writing their iPXE scripts, and
+//! report the status folded into node sets.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::boot::inventory::{Inventory, Node};
+use crate::boot::nodeset;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::kernel;
+use crate::ops::Ctx;
+use crate::store::{self, ImageClass, State};
+
+pub const ENTRY_TEMPLATE: &str = include_str!("../../share/ipxe/entry.ipxe");
+pub const NODE_TEMPLATE: &str = include_str!("../../share/ipxe/node.ipxe");
+
+/// The reference's boot types, matched exactly (never by substring: a typo there once
+/// meant an OS reinstall).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootType {
+    Osdeploy,
+    Diskless,
+    Next,
+    Clone,
+    Clonedeploy,
+    Disk,
+}
+
+impl BootType {
+    pub const ALL: [BootType; 6] = [
+        BootType::Osdeploy,
+        BootType::Diskless,
+        BootType::Next,
+        BootType::Clone,
+        BootType::Clonedeploy,
+        BootType::Disk,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootType::Osdeploy => "osdeploy",
+            BootType::Diskless => "diskless",
+            BootType::Next => "next",
+            BootType::Clone => "clone",
+            BootType::Clonedeploy => "clonedeploy",
+            BootType::Disk => "disk",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<BootType> {
+        BootType::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "-b {s:?}: unknown boot type; use exactly one of osdeploy, diskless, next, clone, clonedeploy, disk"
+                ))
+            })
+    }
+}
+
+/// How a diskless node gets its address in the initramfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetMode {
+    /// `ip=dhcp` (the default).
+    Default,
+    /// Static `ip=` from the inventory's network data.
+    Network,
+    /// DHCP with explicit retries/timeouts.
+    Dhcp,
+}
+
+impl NetMode {
+    pub fn parse(s: &str) -> Result<NetMode> {
+        match s {
+            "network" => Ok(NetMode::Network),
+            "dhcp" => Ok(NetMode::Dhcp),
+            _ => Err(Error::invalid(format!(
+                "-f {s:?}: use network (static ip= from the inventory) or dhcp"
+            ))),
+        }
+    }
+}
+
+/// One bootset request.
+#[derive(Debug, Clone)]
+pub struct Assign {
+    pub nodeset: String,
+    pub boot_type: BootType,
+    pub image: Option<String>,
+    pub extra: Option<String>,
+    pub net: NetMode,
+}
+
+/// What a run changed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AssignReport {
+    pub nodes: usize,
+    pub written: usize,
+    pub unchanged: usize,
+    pub folded: String,
+}
+
+/// Where node scripts live, relative to the web root (for URLs).
+pub fn rel_to_web(cfg: &Config, p: &Path) -> String {
+    p.strip_prefix(&cfg.web_root)
+        .map(|r| r.display().to_string())
+        .unwrap_or_else(|_| p.display().to_string())
+}
+
+/// The base URL written into static scripts: the configured one, else next-server.
+pub fn static_base(cfg: &Config) -> String {
+    cfg.base_url
+        .clone()
+        .unwrap_or_else(|| "http://${next-server}".to_string())
+}
+
+/// Fills `{{key}}` placeholders; an unknown placeholder is an error (never left raw).
+pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String> {
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| Error::invalid("template: unclosed {{"))?;
+        let key = after[..end].trim();
+        let val = vars.get(key).ok_or_else(|| {
+            Error::invalid(format!("template: unknown placeholder {{{{{key}}}}}"))
+        })?;
+        out.push_str(val);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The entry script (`/boot.ipxe`) for a given base URL.
+pub fn render_entry(cfg: &Config, base: &str) -> Result<String> {
+    let mut v = BTreeMap::new();
+    v.insert("base_url", base.to_string());
+    v.insert("nodes_path", rel_to_web(cfg, &cfg.nodes_ipxe_dir));
+    render(ENTRY_TEMPLATE, &v)
+}
+
+/// A value safe on an iPXE `set` line: no control characters, no `${` expansion.
+fn ipxe_safe(what: &str, v: &str) -> Result<String> {
+    if v.chars().any(|c| c.is_control()) || v.contains("${") {
+        return Err(Error::invalid(format!(
+            "{what} {v:?}: must be one line without control characters or ${{...}}"
+        )));
+    }
+    Ok(v.to_string())
+}
+
+fn prefix_to_mask(p: &str) -> String {
+    match p.parse::<u32>() {
+        Ok(n) if n <= 32 => {
+            let m: u32 = if n == 0 { 0 } else { u32::MAX << (32 - n) };
+            std::net::Ipv4Addr::from(m).to_string()
+        }
+        _ => p.to_string(),
+    }
+}
+
+/// The `ip=` argument of a node.
+fn ip_arg(node: &Node, net: NetMode) -> Result<String> {
+    match net {
+        NetMode::Default => Ok("ip=dhcp".into()),
+        NetMode::Dhcp => Ok("ip=dhcp rd.net.dhcp.retry=4 rd.net.timeout.dhcp=15".into()),
+        NetMode::Network => {
+            let ip = node.ip.clone().ok_or_else(|| {
+                Error::invalid(format!(
+                    "node {} has no ip in the inventory (needed by -f network)",
+                    node.name
+                ))
+            })?;
+            Ok(format!(
+                "ip={ip}::{}:{}:{}:{}:none",
+                node.gateway.clone().unwrap_or_default(),
+                node.netmask
+                    .as_deref()
+                    .map(prefix_to_mask)
+                    .unwrap_or_default(),
+                node.name,
+                node.interface.clone().unwrap_or_default()
+            ))
+        }
+    }
+}
+
+/// Renders one node's script.
+pub fn render_node(cfg: &Config, inv: &Inventory, node: &Node, a: &Assign) -> Result<String> {
+    let vars = inv.vars_of(node);
+    let mut kernel_args: Vec<String> = Vec::new();
+    if let Some(k) = vars.get("kernel_args") {
+        kernel_args.push(ipxe_safe("kernel_args", k)?);
+    }
+    if let Some(e) = &a.extra {
+        kernel_args.push(ipxe_safe("-e", e)?);
+    }
+    let console = match vars.get("console") {
+        Some(c) if c.starts_with("console=") => ipxe_safe("console", c)?,
+        Some(c) => format!("console={}", ipxe_safe("console", c)?),
+        None => "console=tty0 console=ttyS0,115200n8".into(),
+    };
+    let mut var_lines = Vec::new();
+    for (k, v) in &vars {
+        if k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            var_lines.push(format!("set dls-var-{k} {}", ipxe_safe(k, v)?));
+        }
+    }
+    let mut v = BTreeMap::new();
+    v.insert("node", node.name.clone());
+    v.insert("boot_type", a.boot_type.as_str().to_string());
+    v.insert("image", a.image.clone().unwrap_or_default());
+    v.insert("console", console);
+    v.insert("ip_arg", ip_arg(node, a.net)?);
+    v.insert("kernel_args", kernel_args.join(" "));
+    v.insert(
+        "equipment_profile",
+        vars.get("equipment_profile").cloned().unwrap_or_default(),
+    );
+    v.insert("vars", var_lines.join("\n"));
+    v.insert("base_url", static_base(cfg));
+    v.insert("images_path", rel_to_web(cfg, &cfg.images_dir));
+    v.insert("menu", String::new());
+    let text = render(NODE_TEMPLATE, &v)?;
+    // `set NAME` with nothing after it is an error in some iPXE builds: clear instead.
+    Ok(text
+        .lines()
+        .map(|l| match l.strip_prefix("set ") {
+            Some(rest) if !rest.trim().contains(' ') => format!("clear {}", rest.trim()),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n")
+}
+
+/// Checks that a diskless image can boot: exists, created, with an initramfs.
+pub fn check_image(cfg: &Config, name: &str) -> Result<()> {
+    crate::names::image(name)?;
+    let mounts = crate::sys::mountinfo::read()?;
+    if !store::names(cfg)?.iter().any(|n| n == name) {
+        return Err(Error::NoSuchImage(name.to_string()));
+    }
+    let info = store::info(cfg, name, &mounts);
+    if info.state != State::Created && info.state != State::Mounted {
+        return Err(Error::WrongState {
+            name: name.into(),
+            state: info.state.to_string(),
+            hint: "only a created image can be booted".into(),
+        });
+    }
+    let rec = info.record.ok_or_else(|| Error::NoSuchImage(name.into()))?;
+    if rec.image_class == ImageClass::DemoImage || rec.image_class == ImageClass::NfsStagingImage {
+        return Err(Error::invalid(format!(
+            "image {name} is a {} and cannot be booted (use a livenet or NFS golden image)",
+            rec.image_class.as_str()
+        )));
+    }
+    let initrd = rec
+        .image
+        .clone()
+        .filter(|f| cfg.kernels_dir.join(f).is_file());
+    if initrd.is_none() || rec.kernel.is_none() {
+        return Err(Error::invalid(format!(
+            "image {name} has no initramfs: run `disklessset initramfs {name}` first"
+        )));
+    }
+    if let Some(k) = rec.kernel_version() {
+        if !kernel::vmlinuz_path(cfg, k).is_file() {
+            return Err(Error::invalid(format!(
+                "image {name}: kernel vmlinuz-{k} is missing from {}",
+                cfg.kernels_dir.display()
+            )));
+        }
+    }
+    if !cfg.image_dir(name).join("boot.ipxe").is_file() {
+        return Err(Error::invalid(format!(
+            "image {name} has no boot.ipxe: run `disklessset initramfs {name}` to write it"
+        )));
+    }
+    Ok(())
+}
+
+/// Expands a node set against the inventory; unknown nodes are all listed in the error.
+pub fn resolve_nodes(inv: &Inventory, set: &str) -> Result<Vec<String>> {
+    let groups = |g: &str| inv.group_members(g);
+    let nodes =
+        nodeset::expand(set, &groups).map_err(|e| Error::invalid(format!("-n {set:?}: {e}")))?;
+    let unknown: Vec<String> = nodes
+        .iter()
+        .filter(|n| !inv.nodes.contains_key(*n))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::invalid(format!(
+            "unknown nodes {} (not in the inventory: add them to the nodes file); nothing was written",
+            nodeset::fold(&unknown)
+        )));
+    }
+    Ok(nodes)
+}
+
+fn node_script_path(cfg: &Config, node: &str) -> PathBuf {
+    cfg.nodes_ipxe_dir.join(format!("{node}.ipxe"))
+}
+
+/// Writes `data` to `path` only if it differs; returns whether it wrote.
+fn write_if_changed(path: &Path, data: &[u8]) -> Result<bool> {
+    if std::fs::read(path).map(|old| old == data).unwrap_or(false) {
+        return Ok(false);
+    }
+    fsutil::write_atomic(path, data, 0o644)?;
+    Ok(true)
+}
+
+/// `bootset -n NODESET -b TYPE [-i IMAGE] [-e EXTRA] [-f network|dhcp]`.
+pub fn assign(ctx: &Ctx, a: &Assign) -> Result<AssignReport> {
+    let cfg = &ctx.cfg;
+    let inv = Inventory::load(cfg)?;
+    let nodes = resolve_nodes(&inv, &a.nodeset)?;
+    match (a.boot_type, &a.image) {
+        (BootType::Diskless, None) => {
+            return Err(Error::invalid("-b diskless needs -i IMAGE"));
+        }
+        (BootType::Diskless, Some(i)) => check_image(cfg, i)?,
+        (_, Some(i)) => crate::names::image(i)?,
+        _ => {}
+    }
+    // Render everything first: any error means nothing is written.
+    let mut rendered = Vec::with_capacity(nodes.len());
+    for n in &nodes {
+        let node = &inv.nodes[n];
+        rendered.push((
+            n.clone(),
+            node.mac_hexhyp(),
+            render_node(cfg, &inv, node, a)?,
+        ));
+    }
+    let mut rep = AssignReport {
+        nodes: nodes.len(),
+        folded: nodeset::fold(&nodes),
+        ..Default::default()
+    };
+    if ctx.runner.dry_run() {
+        for (n, _, _) in &rendered {
+            ctx.runner
+                .note(format!("write {}", node_script_path(cfg, n).display()));
+        }
+        return Ok(rep);
+    }
+    fsutil::ensure_dir(&cfg.nodes_ipxe_dir)?;
+    for (n, mac, text) in rendered {
+        if write_if_changed(&node_script_path(cfg, &n), text.as_bytes())? {
+            rep.written += 1;
+        } else {
+            rep.unchanged += 1;
+        }
+        // Static web servers find the node by MAC through an alias.
+        if let Some(mac) = mac {
+            let alias = cfg.nodes_ipxe_dir.join(format!("{mac}.ipxe"));
+            let want = PathBuf::from(format!("{n}.ipxe"));
+            if std::fs::read_link(&alias).ok().as_deref() != Some(want.as_path()) {
+                let tmp = fsutil::temp_path_for(&alias);
+                std::os::unix::fs::symlink(&want, &tmp).map_err(|e| Error::io(&tmp, e))?;
+                std::fs::rename(&tmp, &alias).map_err(|e| Error::io(&alias, e))?;
+            }
+        }
+    }
+    // The static entry script for DHCP bootfiles pointing at a plain web server.
+    let entry = render_entry(cfg, &static_base(cfg))?;
+    write_if_changed(&cfg.web_root.join("boot.ipxe"), entry.as_bytes())?;
+    Ok(rep)
+}
+
+/// One line of `bootset -s`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusLine {
+    pub boot_type: String,
+    pub image: Option<String>,
+    pub nodes: String,
+    pub count: usize,
+}
+
+/// Reads a node script's assignment (boot type, image).
+fn read_assignment(cfg: &Config, node: &str) -> Option<(String, Option<String>)> {
+    let text = std::fs::read_to_string(node_script_path(cfg, node)).ok()?;
+    let mut bt = None;
+    let mut img = None;
+    for line in text.lines().take(12) {
+        if let Some(v) = line.strip_prefix("set dls-boot-type ") {
+            bt = Some(v.trim().to_string());
+        } else if let Some(v) = line.strip_prefix("set node-image") {
+            let v = v.trim();
+            img = (!v.is_empty()).then(|| v.to_string());
+        }
+    }
+    bt.map(|b| (b, img))
+}
+
+/// `bootset -s [NODESET]`: nodes folded per boot type and image.
+pub fn status(ctx: &Ctx, set: Option<&str>) -> Result<Vec<StatusLine>> {
+    let cfg = &ctx.cfg;
+    let inv = Inventory::load(cfg)?;
+    let nodes = match set {
+        Some(s) => resolve_nodes(&inv, s)?,
+        None => inv.nodes.keys().cloned().collect(),
+    };
+    let mut groups: BTreeMap<(String, Option<String>), Vec<String>> = BTreeMap::new();
+    for n in nodes {
+        let key = read_assignment(cfg, &n).unwrap_or_else(|| ("unassigned".into(), None));
+        groups.entry(key).or_default().push(n);
+    }
+    Ok(groups
+        .into_iter()
+        .map(|((boot_type, image), nodes)| StatusLine {
+            boot_type,
+            image,
+            count: nodes.len(),
+            nodes: nodeset::fold(&nodes),
+        })
+        .collect())
+}
+
+/// Images that nodes boot, with their nodes (for `list`, the TUI, remove checks).
+pub fn nodes_by_image(cfg: &Config) -> Result<BTreeMap<String, Vec<String>>> {
+    let inv = Inventory::load(cfg)?;
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for n in inv.nodes.keys() {
+        if let Some((bt, Some(img))) = read_assignment(cfg, n) {
+            if bt == "diskless" {
+                out.entry(img).or_default().push(n.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_types_are_exact() {
+        assert_eq!(BootType::parse("diskless").unwrap(), BootType::Diskless);
+        for bad in ["disk less", "Diskless", "diskles", "dis", "osdeployy", ""] {
+            let e = BootType::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("exactly one of"), "{e}");
+        }
+    }
+
+    #[test]
+    fn templates_render_without_leftover_placeholders() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = Config::under_root(d.path()).unwrap();
+        let inv = crate::boot::inventory::parse_native(
+            "c1: {mac: '52:54:00:00:00:01', ip: 10.0.0.1, netmask: 24, gateway: 10.0.0.254, vars: {console: ttyS1, kernel_args: quiet}}\n",
+            Path::new("n"),
+        )
+        .unwrap();
+        let a = Assign {
+            nodeset: "c1".into(),
+            boot_type: BootType::Diskless,
+            image: Some("img".into()),
+            extra: Some("panic=10".into()),
+            net: NetMode::Network,
+        };
+        let s = render_node(&cfg, &inv, &inv.nodes["c1"], &a).unwrap();
+        assert!(!s.contains("{{"), "{s}");
+        assert!(
+            s.contains("set dls-ip ip=10.0.0.1::10.0.0.254:255.255.255.0:c1::none"),
+            "{s}"
+        );
+        assert!(s.contains("set dls-console console=ttyS1"), "{s}");
+        assert!(s.contains("set dls-kernel-args quiet panic=10"), "{s}");
+        assert!(s.contains("goto diskless"), "{s}");
+        let e = render_entry(&cfg, "http://10.0.2.2:8080").unwrap();
+        assert!(e.contains("set dls-base http://10.0.2.2:8080"), "{e}");
+        assert!(e.contains("/nodes/${mac:hexhyp}.ipxe"), "{e}");
+        let bad = Assign {
+            extra: Some("x ${evil}".into()),
+            ..a
+        };
+        assert!(render_node(&cfg, &inv, &inv.nodes["c1"], &bad).is_err());
+    }
+
+    #[test]
+    fn every_goto_target_is_a_label() {
+        for bt in BootType::ALL {
+            assert!(
+                NODE_TEMPLATE.contains(&format!("\n:{}\n", bt.as_str())),
+                "no label for {}",
+                bt.as_str()
+            );
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Booting nodes: the inventory, node sets, bootset's iPXE scripts and the HTTP server.
+pub mod bootset;
+pub mod inventory;
+pub mod nodeset;
