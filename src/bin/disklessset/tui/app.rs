@@ -8,7 +8,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::Frame;
 
 use disklessset::kernel::KernelInfo;
-use disklessset::modules::demo;
+use disklessset::modules::{demo, livenet};
 use disklessset::ops::{self, Ctx};
 use disklessset::store::ImageInfo;
 use disklessset::sys::Runner;
@@ -33,6 +33,11 @@ pub enum Action {
     Clone { src: String, dst: String },
     Remove(String),
     Clear(String),
+    Mount(String),
+    Unmount(String),
+    Resize { name: String, size: String },
+    Rollback(String),
+    KernelSet { name: String, version: String },
     CancelJob,
 }
 
@@ -272,7 +277,9 @@ impl App {
                                 items: e
                                     .actions
                                     .iter()
-                                    .map(|a| (action_label(&e.name, a), true))
+                                    .map(|a| {
+                                        (action_label(&e.name, a), action_available(&e.name, a))
+                                    })
                                     .collect(),
                                 selected: 0,
                             };
@@ -301,6 +308,11 @@ impl App {
                     match (module.as_str(), actions.get(i).copied()) {
                         ("demo", Some("create")) => {
                             self.push(Screen::Form(FormState::new(forms::demo_create())))
+                        }
+                        (_, Some(a)) if Purpose::for_module_action(a).is_some() => {
+                            if let Some(p) = Purpose::for_module_action(a) {
+                                self.push(Screen::Images(ImagesState::new(p, None)));
+                            }
                         }
                         (m, a) => {
                             self.error(format!("{m} {}: {NOT_AVAILABLE}", a.unwrap_or("action")))
@@ -357,12 +369,13 @@ impl App {
             Entry::Remove => self.push(Screen::Images(ImagesState::new(Purpose::Remove, None))),
             Entry::Clone => self.push(Screen::Images(ImagesState::new(Purpose::Clone, None))),
             Entry::Clear => self.push(Screen::Images(ImagesState::new(Purpose::Clear, None))),
+            Entry::Kernel => self.push(Screen::Images(ImagesState::new(Purpose::Kernel, None))),
             Entry::Kernels => {
                 let k = ops::kernels(&self.ctx()).map_err(|e| e.to_string());
                 self.push(Screen::Kernels(k));
             }
             Entry::Exit => self.exit = Some(0),
-            Entry::Params | Entry::Kernel | Entry::Initramfs | Entry::Bootset => {
+            Entry::Params | Entry::Initramfs | Entry::Bootset => {
                 self.error(format!("{key} - {label}: {NOT_AVAILABLE}"))
             }
         }
@@ -376,8 +389,53 @@ impl App {
                 let info = ops::show(&self.ctx(), &n).map_err(|e| e.to_string());
                 self.push(Screen::Details(Box::new(info)));
             }
-            Request::Clone(n) => self.push(Screen::Form(FormState::new(forms::clone(&n)))),
-            Request::Remove(n) => {
+            Request::Act(p, n) => self.act(p, n),
+            Request::Unavailable(why) => self.error(why),
+        }
+    }
+
+    /// An action on one image: a confirmation, a form, or straight to a job.
+    fn act(&mut self, p: Purpose, n: String) {
+        match p {
+            Purpose::Browse => {}
+            Purpose::Clone => self.push(Screen::Form(FormState::new(forms::clone(&n)))),
+            Purpose::Resize => self.push(Screen::Form(FormState::new(forms::resize(&n)))),
+            Purpose::Mount => self.perform(Action::Mount(n)),
+            Purpose::Unmount => self.perform(Action::Unmount(n)),
+            Purpose::Kernel => {
+                let versions: Vec<String> = match ops::kernels(&self.ctx()) {
+                    Ok(k) => k.into_iter().map(|k| k.version).collect(),
+                    Err(e) => return self.error(e.to_string()),
+                };
+                if versions.is_empty() {
+                    let dir = self.cfg.kernels_dir.display().to_string();
+                    return self.error(format!(
+                        "no kernels in {dir}: copy vmlinuz-<version> files there"
+                    ));
+                }
+                let current = self
+                    .status
+                    .images
+                    .iter()
+                    .find(|i| i.name == n)
+                    .and_then(|i| i.record.as_ref())
+                    .and_then(|r| r.kernel_version().map(str::to_string));
+                let spec = forms::kernel_set(&n, versions, current.as_deref());
+                self.push(Screen::Form(FormState::new(spec)));
+            }
+            Purpose::Rollback => {
+                let state = self.state_of(&n);
+                self.popup = Some(Confirm {
+                    title: format!("Roll image {n} back?"),
+                    lines: vec![format!(
+                        "Image {n} ({state}) goes back to its previous generation; nodes booting it get that one."
+                    )],
+                    yes: "roll back".into(),
+                    no: "keep the current one".into(),
+                    action: Action::Rollback(n),
+                });
+            }
+            Purpose::Remove => {
                 let state = self.state_of(&n);
                 let mut lines = vec![format!(
                     "Image {n} ({state}) and everything it owns will be deleted:"
@@ -391,11 +449,11 @@ impl App {
                     action: Action::Remove(n),
                 });
             }
-            Request::Clear(n) => {
+            Purpose::Clear => {
                 let state = self.state_of(&n);
-                let mut lines = vec![
-                    format!("Image {n} ({state}): everything below is unmounted and deleted, whatever its state:"),
-                ];
+                let mut lines = vec![format!(
+                    "Image {n} ({state}): everything below is unmounted and deleted, whatever its state:"
+                )];
                 lines.extend(self.paths_to_delete(&n));
                 lines.push("Use only as a last resort.".into());
                 self.popup = Some(Confirm {
@@ -406,7 +464,6 @@ impl App {
                     action: Action::Clear(n),
                 });
             }
-            Request::Unavailable(why) => self.error(why),
         }
     }
 
@@ -535,6 +592,72 @@ impl App {
                     }),
                 );
             }
+            Action::Mount(name) => {
+                let n = name.clone();
+                self.start_job(
+                    format!("Mount image {name}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let mnt = livenet::mount_image(ctx, &n)?;
+                        Ok(format!("image {n} mounted at {}", mnt.display()))
+                    }),
+                );
+            }
+            Action::Unmount(name) => {
+                let n = name.clone();
+                self.start_job(
+                    format!("Unmount image {name}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let rep = livenet::unmount_image(ctx, &n, false)?;
+                        Ok(match rep.generation {
+                            Some(g) => format!("image {n} unmounted; repacked as generation {g}"),
+                            None => format!("image {n} unmounted; nothing changed"),
+                        })
+                    }),
+                );
+            }
+            Action::Resize { name, size } => {
+                let n = name.clone();
+                self.start_job(
+                    format!("Resize image {name} to {size}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let spec = livenet::SizeSpec::parse(&size)?;
+                        let rep = livenet::resize(ctx, &n, spec)?;
+                        Ok(format!(
+                            "image {n} resized from {}M to {}M; generation {}",
+                            rep.old_mib, rep.new_mib, rep.generation
+                        ))
+                    }),
+                );
+            }
+            Action::Rollback(name) => {
+                let n = name.clone();
+                self.start_job(
+                    format!("Roll back image {name}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let g = livenet::rollback(ctx, &n)?;
+                        Ok(format!("image {n} is back at generation {g}"))
+                    }),
+                );
+            }
+            Action::KernelSet { name, version } => {
+                let n = name.clone();
+                self.start_job(
+                    format!("Set the kernel of image {name}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let rec = livenet::kernel_set(ctx, &n, &version)?;
+                        Ok(format!(
+                            "image {n} now boots {} with {}",
+                            rec.kernel.unwrap_or_default(),
+                            rec.image.unwrap_or_default()
+                        ))
+                    }),
+                );
+            }
             Action::Clear(name) => {
                 let n = name.clone();
                 self.start_job(
@@ -627,8 +750,23 @@ impl App {
 }
 
 fn action_label(module: &str, action: &str) -> String {
-    match (module, action) {
-        ("demo", "create") => "Create a demo image".into(),
-        (m, a) => format!("{a} ({m})"),
+    let label = match (module, action) {
+        (m, "create") => format!("Create a {m} image"),
+        (_, "mount") => "Mount an image (to customise it)".into(),
+        (_, "unmount") => "Unmount an image (repack it)".into(),
+        (_, "resize") => "Resize an image".into(),
+        (_, "rollback") => "Roll an image back one generation".into(),
+        (_, "kernel set") => "Set the kernel of an image".into(),
+        (_, "initramfs") => "Generate the initramfs of an image".into(),
+        (_, a) => a.to_string(),
+    };
+    if action_available(module, action) {
+        label
+    } else {
+        format!("{label} ({NOT_AVAILABLE})")
     }
+}
+
+fn action_available(module: &str, action: &str) -> bool {
+    (module, action) == ("demo", "create") || Purpose::for_module_action(action).is_some()
 }

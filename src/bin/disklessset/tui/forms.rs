@@ -60,3 +60,68 @@ pub fn clone(src: &str) -> FormSpec {
         },
     }
 }
+
+fn livenet_size(s: &str) -> Result<(), String> {
+    disklessset::modules::livenet::SizeSpec::parse(s)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// `livenet resize NAME SIZE`.
+pub fn resize(name: &str) -> FormSpec {
+    FormSpec {
+        title: format!("Resize image {name}"),
+        recap: |v| format!("Resize image {} to {}", v.get("name"), v.get("size")),
+        fields: vec![
+            FieldSpec::text("size", "New size", livenet_size)
+                .default("auto")
+                .help(
+                    "700M, 1.5G (100M to 50G), or auto: the content plus the configured headroom.",
+                ),
+            FieldSpec {
+                key: "name",
+                label: "Image",
+                kind: FieldKind::Choice(vec![name.to_string()]),
+                default: name.to_string(),
+                help: "",
+            },
+        ],
+        submit: |v| Action::Resize {
+            name: v.get("name").to_string(),
+            size: v.get("size").to_string(),
+        },
+    }
+}
+
+/// `kernel set NAME VERSION`: a choice among the kernels of the kernels dir.
+pub fn kernel_set(name: &str, versions: Vec<String>, current: Option<&str>) -> FormSpec {
+    let default = current
+        .filter(|c| versions.iter().any(|v| v == c))
+        .or(versions.first().map(String::as_str))
+        .unwrap_or_default()
+        .to_string();
+    FormSpec {
+        title: format!("Kernel of image {name}"),
+        recap: |v| format!("Image {} boots kernel {}", v.get("name"), v.get("version")),
+        fields: vec![
+            FieldSpec {
+                key: "version",
+                label: "Kernel",
+                kind: FieldKind::Choice(versions),
+                default,
+                help: "←→ to choose. The core refuses a kernel without its initramfs.",
+            },
+            FieldSpec {
+                key: "name",
+                label: "Image",
+                kind: FieldKind::Choice(vec![name.to_string()]),
+                default: name.to_string(),
+                help: "",
+            },
+        ],
+        submit: |v| Action::KernelSet {
+            name: v.get("name").to_string(),
+            version: v.get("version").to_string(),
+        },
+    }
+}

@@ -20,6 +20,11 @@ pub enum Purpose {
     Remove,
     Clone,
     Clear,
+    Mount,
+    Unmount,
+    Resize,
+    Rollback,
+    Kernel,
 }
 
 impl Purpose {
@@ -29,6 +34,23 @@ impl Purpose {
             Purpose::Remove => "Remove an image: pick it",
             Purpose::Clone => "Clone an image: pick the source",
             Purpose::Clear => "Clear a corrupted image: pick it",
+            Purpose::Mount => "Mount an image: pick it",
+            Purpose::Unmount => "Unmount an image (repack): pick it",
+            Purpose::Resize => "Resize an image: pick it",
+            Purpose::Rollback => "Roll an image back one generation: pick it",
+            Purpose::Kernel => "Manage the kernel of an image: pick it",
+        }
+    }
+
+    /// The livenet module's actions that work on an existing image.
+    pub fn for_module_action(action: &str) -> Option<Purpose> {
+        match action {
+            "mount" => Some(Purpose::Mount),
+            "unmount" => Some(Purpose::Unmount),
+            "resize" => Some(Purpose::Resize),
+            "rollback" => Some(Purpose::Rollback),
+            "kernel set" => Some(Purpose::Kernel),
+            _ => None,
         }
     }
 }
@@ -38,9 +60,8 @@ pub enum Request {
     None,
     Back,
     Details(String),
-    Remove(String),
-    Clone(String),
-    Clear(String),
+    /// Do `Purpose` (never `Browse`) on this image.
+    Act(Purpose, String),
     /// An action whose core operation is missing: tell the user.
     Unavailable(&'static str),
 }
@@ -51,8 +72,7 @@ pub struct ImagesState {
 }
 
 /// Image actions the core does not offer yet (listed, never faked).
-pub const UNAVAILABLE: &str =
-    "mount/unmount/resize/rollback/kernel/initramfs: not available in this build";
+pub const UNAVAILABLE: &str = "i initramfs: not available in this build";
 
 impl ImagesState {
     pub fn new(purpose: Purpose, selected: Option<String>) -> Self {
@@ -77,12 +97,12 @@ impl ImagesState {
         let name = idx.map(|i| imgs[i].name.clone());
         match k.code {
             KeyCode::Esc => return Request::Back,
-            KeyCode::Up | KeyCode::Char('k') => {
+            KeyCode::Up => {
                 if let Some(i) = idx {
                     self.selected = Some(imgs[i.saturating_sub(1)].name.clone());
                 }
             }
-            KeyCode::Down | KeyCode::Char('j') => {
+            KeyCode::Down => {
                 if let Some(i) = idx {
                     self.selected = Some(imgs[(i + 1).min(imgs.len() - 1)].name.clone());
                 }
@@ -91,23 +111,29 @@ impl ImagesState {
                 if let Some(n) = name {
                     return match self.purpose {
                         Purpose::Browse => Request::Details(n),
-                        Purpose::Remove => Request::Remove(n),
-                        Purpose::Clone => Request::Clone(n),
-                        Purpose::Clear => Request::Clear(n),
+                        p => Request::Act(p, n),
                     };
                 }
             }
             KeyCode::Char(c) if self.purpose == Purpose::Browse => {
                 if let Some(n) = name {
-                    return match c {
-                        'r' => Request::Remove(n),
-                        'c' => Request::Clone(n),
-                        'x' => Request::Clear(n),
-                        'm' | 'u' | 's' | 'o' | 'i' => Request::Unavailable(
-                            "mount, unmount, resize, rollback and initramfs are not available in this build (not in the core yet)",
-                        ),
-                        _ => Request::None,
+                    let p = match c {
+                        'r' => Purpose::Remove,
+                        'c' => Purpose::Clone,
+                        'x' => Purpose::Clear,
+                        'm' => Purpose::Mount,
+                        'u' => Purpose::Unmount,
+                        's' => Purpose::Resize,
+                        'o' => Purpose::Rollback,
+                        'k' => Purpose::Kernel,
+                        'i' => {
+                            return Request::Unavailable(
+                                "initramfs generation: not available in this build (not in the core yet)",
+                            )
+                        }
+                        _ => return Request::None,
                     };
+                    return Request::Act(p, n);
                 }
             }
             _ => {}
@@ -117,12 +143,11 @@ impl ImagesState {
 
     pub fn help(&self) -> &'static str {
         match self.purpose {
-            Purpose::Browse => {
-                "↑↓ select · Enter details · r remove · c clone · x clear · Esc back"
+            Purpose::Browse => "↑↓ · Enter details · r remove · c clone · x clear · m mount · u unmount · s resize · o rollback · k kernel · Esc back",
+            Purpose::Remove | Purpose::Clear | Purpose::Rollback => {
+                "↑↓ select · Enter (asks first) · Esc back"
             }
-            Purpose::Remove => "↑↓ select · Enter remove (asks first) · Esc back",
-            Purpose::Clone => "↑↓ select · Enter clone it · Esc back",
-            Purpose::Clear => "↑↓ select · Enter clear (asks first) · Esc back",
+            _ => "↑↓ select · Enter choose · Esc back",
         }
     }
 

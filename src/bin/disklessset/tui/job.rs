@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Gauge, Paragraph};
+use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Wrap};
 use ratatui::Frame;
 
 use disklessset::ops::{Ctx, Progress, ProgressEvent};
@@ -160,7 +160,7 @@ impl Job {
 
     pub fn render(&self, f: &mut Frame, area: Rect) {
         let [head, gauge, log] = Layout::vertical([
-            Constraint::Length(2),
+            Constraint::Length(3),
             Constraint::Length(1),
             Constraint::Min(3),
         ])
@@ -194,7 +194,8 @@ impl Job {
                     Span::raw(format!("  ({elapsed})")),
                 ]),
                 Line::from(Span::styled(status, style)),
-            ]),
+            ])
+            .wrap(Wrap { trim: true }),
             head,
         );
         let ratio = match (&self.outcome, &self.step) {

@@ -89,7 +89,7 @@ pub fn render(f: &mut Frame, area: Rect, kernels: &Result<Vec<KernelInfo>, Strin
     }
     f.render_widget(
         Paragraph::new(format!(
-            "Generate an initramfs (8) and set an image's kernel (6): {NOT_AVAILABLE}."
+            "Set an image's kernel: 6. Generate an initramfs (8): {NOT_AVAILABLE}."
         ))
         .style(Style::default().fg(Color::DarkGray))
         .wrap(Wrap { trim: true }),

@@ -75,7 +75,7 @@ pub const ITEMS: &[Item] = &[
         key: "6",
         label: "Manage the kernel of an image",
         entry: Entry::Kernel,
-        missing: Some("kernel set is not in the core yet"),
+        missing: None,
         heading: None,
     },
     Item {
@@ -96,7 +96,7 @@ pub const ITEMS: &[Item] = &[
         key: "b",
         label: "Boot status of nodes (bootset -s)",
         entry: Entry::Bootset,
-        missing: Some("bootset status is not in the core yet"),
+        missing: Some("the status view is not in the TUI yet; run `bootset -s`"),
         heading: None,
     },
     Item {

@@ -201,8 +201,8 @@ fn create_demo_image_through_the_menus_then_remove_it() {
     let mut h = Harness::new();
     h.keys("1<Enter>");
     h.snap("modules");
-    h.keys("2<Enter>");
-    h.snap("modules_livenet_not_available");
+    h.keys("3<Enter>");
+    h.snap("modules_nfs_not_available");
     h.keys("1<Enter>");
     h.snap("demo_module");
     h.keys("1<Enter>");
@@ -392,4 +392,32 @@ fn resizing_degrades_gracefully() {
     h.tx.send(Event::Resize).expect("send");
     h.keys("<Esc><Esc>");
     insta::assert_snapshot!("demo_module_60x20", h.screen());
+}
+
+#[test]
+fn livenet_actions_call_the_core_and_show_its_answer() {
+    let mut h = Harness::new();
+    h.keys("1<Enter>2<Enter>");
+    h.snap("livenet_module");
+    h.keys("<Esc><Esc>");
+    create_demo(&mut h, "d1");
+    h.keys("<Enter>m");
+    h.snap("mount_demo_refused");
+    let k = h.cfg.kernels_dir.clone();
+    std::fs::create_dir_all(&k).expect("kernels dir");
+    std::fs::write(k.join("vmlinuz-6.1.0-27-amd64"), "k").expect("k");
+    std::fs::write(k.join("initramfs-kernel-6.1.0-27-amd64"), "i").expect("i");
+    std::fs::write(k.join("vmlinuz-6.12.0-1-amd64"), "k").expect("k");
+    h.keys("<Enter><Esc>6<Enter>");
+    h.snap("kernel_pick");
+    h.keys("<Enter>");
+    h.snap("kernel_form");
+    h.keys("<Right><Enter><Enter>");
+    h.snap("kernel_recap");
+    h.keys("<Enter>");
+    h.snap("kernel_set_demo_refused");
+    h.keys("<Enter><C-c>2<Enter>s");
+    h.snap("resize_form");
+    h.keys("<C-u>20M");
+    h.snap("resize_form_too_small");
 }
