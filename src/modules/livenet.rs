@@ -554,3 +554,386 @@ pub fn kernel_set(ctx: &Ctx, name: &str, version: &str) -> Result<ImageRecord> {
     }
     Ok(rec)
 }
+
+/// What `initramfs NAME` built.
+#[derive(Debug, Clone, Serialize)]
+pub struct InitramfsReport {
+    pub flavour: String,
+    pub kernel: String,
+    pub file: PathBuf,
+    pub size_bytes: u64,
+    pub seconds: f64,
+    pub modules: usize,
+}
+
+/// Copies the tree's kernel to the kernels dir (atomically, only if missing or different).
+pub fn publish_kernel(ctx: &Ctx, tree: &Path, kver: &str) -> Result<PathBuf> {
+    let src = tree.join("boot").join(format!("vmlinuz-{kver}"));
+    let dst = kernel::vmlinuz_path(&ctx.cfg, kver);
+    if ctx.runner.dry_run() {
+        ctx.runner
+            .note(format!("copy {} to {}", src.display(), dst.display()));
+        return Ok(dst);
+    }
+    let data = std::fs::read(&src).at(&src)?;
+    if std::fs::read(&dst).map(|d| d == data).unwrap_or(false) {
+        return Ok(dst);
+    }
+    fsutil::write_atomic(&dst, &data, 0o644)?;
+    Ok(dst)
+}
+
+/// Builds the initramfs of `flavour` for `kver` from `tree` into the kernels dir.
+pub fn build_initramfs(
+    ctx: &Ctx,
+    tree: &Path,
+    kver: &str,
+    flavour: &str,
+) -> Result<InitramfsReport> {
+    let file = ctx
+        .cfg
+        .kernels_dir
+        .join(kernel::initramfs_name(flavour, kver)?);
+    if !ctx.runner.dry_run() {
+        fsutil::ensure_dir(&ctx.cfg.kernels_dir)?;
+    }
+    let (seconds, modules) = match flavour {
+        "dracut" => (kernel::dracut::build(ctx, tree, kver, &file)?, 0),
+        _ => {
+            if ctx.runner.dry_run() {
+                ctx.runner.note(format!(
+                    "assemble the own initramfs {} (busybox, /init, modules of {kver})",
+                    file.display()
+                ));
+                (0.0, 0)
+            } else {
+                let opts = kernel::own::OwnInitramfsOptions::new(tree, kver, &file);
+                let rep = kernel::own::build_own_initramfs(&opts)
+                    .map_err(|e| Error::Module(e.to_string()))?;
+                (rep.build_time.as_secs_f64(), rep.module_count)
+            }
+        }
+    };
+    let size_bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    Ok(InitramfsReport {
+        flavour: flavour.to_string(),
+        kernel: kver.to_string(),
+        file,
+        size_bytes,
+        seconds,
+        modules,
+    })
+}
+
+/// `initramfs NAME [--flavour own|dracut]`: builds the initramfs from the image's own
+/// kernel modules, publishes its kernel, points the image at both, rewrites boot.ipxe.
+pub fn initramfs(ctx: &Ctx, name: &str, flavour: Option<&str>) -> Result<InitramfsReport> {
+    crate::names::image(name)?;
+    let _l = lock::lock_image(&ctx.cfg, name, "initramfs")?;
+    let mut rec = require_livenet(ctx, name)?;
+    let flavour = flavour
+        .map(str::to_string)
+        .or_else(|| rec.initramfs_flavour.clone())
+        .unwrap_or_else(|| "own".to_string());
+    kernel::initramfs_name(&flavour, "x")?;
+    let w = WorkPaths::new(&ctx.cfg, name);
+    let inspect = w.root.join("inspect");
+    let (guards, lower) = mount_readonly(ctx, &rec, &inspect.join("ro"), &inspect.join("ro-ext4"))?;
+    let res = (|| -> Result<InitramfsReport> {
+        let kver = match rec.kernel_version() {
+            Some(k) if ctx.runner.dry_run() || lower.join("lib/modules").join(k).is_dir() => {
+                k.to_string()
+            }
+            _ => crate::build::kernel_version(&lower)?,
+        };
+        publish_kernel(ctx, &lower, &kver)?;
+        build_initramfs(ctx, &lower, &kver, &flavour)
+    })();
+    for g in guards.into_iter().rev() {
+        g.unmount()?;
+    }
+    let rep = res?;
+    remove_tree(&ctx.runner, &inspect)?;
+    rec.kernel = Some(format!("vmlinuz-{}", rep.kernel));
+    rec.image = rep
+        .file
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned());
+    rec.initramfs_flavour = Some(flavour);
+    if !ctx.runner.dry_run() {
+        store::save(&ctx.cfg, &rec)?;
+    }
+    write_boot_ipxe(ctx, &rec)?;
+    Ok(rep)
+}
+
+// ---------------------------------------------------------------- create
+
+/// Options of `livenet create` (also what parameters files produce).
+#[derive(Debug, Clone)]
+pub struct LivenetCreate {
+    pub name: String,
+    pub distro: String,
+    pub release: Option<String>,
+    pub livenet_type: crate::store::LivenetType,
+    pub layout: Layout,
+    /// Compat layout only: the rootfs.img size (default auto).
+    pub size: Option<SizeSpec>,
+    /// A crypt(3) SHA-512 hash (the clear password never reaches here).
+    pub password_hash: Option<String>,
+    /// Public key file; its text goes to /root/.ssh/authorized_keys.
+    pub ssh_pub_key_file: Option<PathBuf>,
+    pub selinux: bool,
+    pub optimize: bool,
+    pub packages: Vec<String>,
+    pub mirror: Option<String>,
+    /// `own` (default) or `dracut`.
+    pub initramfs: String,
+}
+
+impl LivenetCreate {
+    pub fn new(name: &str) -> Self {
+        LivenetCreate {
+            name: name.to_string(),
+            distro: "debian".into(),
+            release: None,
+            livenet_type: crate::store::LivenetType::Core,
+            layout: Layout::Native,
+            size: None,
+            password_hash: None,
+            ssh_pub_key_file: None,
+            selinux: false,
+            optimize: false,
+            packages: Vec::new(),
+            mirror: None,
+            initramfs: "own".into(),
+        }
+    }
+}
+
+/// What `livenet create` produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateReport {
+    pub name: String,
+    pub kernel: String,
+    pub squashfs_bytes: u64,
+    pub tree_bytes: u64,
+    pub build_seconds: f64,
+    pub pack_seconds: f64,
+    pub initramfs: InitramfsReport,
+    pub on_tmpfs: bool,
+}
+
+/// MemAvailable in MiB.
+fn mem_available_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
+}
+
+/// Room a build tree of this type needs (generous: the tree plus apt's downloads).
+fn build_room_mib(t: crate::store::LivenetType) -> u64 {
+    match t {
+        crate::store::LivenetType::Core => 2048,
+        crate::store::LivenetType::Small => 3072,
+        crate::store::LivenetType::Standard => 6144,
+    }
+}
+
+/// `livenet create`: build the tree from repositories, set it up, pack it, publish its
+/// kernel, build its initramfs, write boot.ipxe. On failure the image is left
+/// `corrupted` (clearable) with nothing mounted.
+pub fn create(ctx: &Ctx, o: &LivenetCreate) -> Result<CreateReport> {
+    use crate::build;
+    let cfg = &ctx.cfg;
+    let dry = ctx.runner.dry_run();
+    crate::names::image(&o.name)?;
+    kernel::initramfs_name(&o.initramfs, "x")?;
+    if o.layout == Layout::Native && o.size.is_some() {
+        return Err(Error::invalid(
+            "--size applies to the compat layout only: a native image needs no size (its RAM cost is the compressed image plus writes)",
+        ));
+    }
+    let mut spec = build::BuildSpec::new(&o.distro, o.livenet_type)?;
+    spec.release = o.release.clone();
+    spec.extra_packages = o.packages.clone();
+    spec.optimize = o.optimize;
+    spec.mirror = o.mirror.clone();
+    let (_manifest, release) = spec.resolve(ctx)?;
+    spec.release = Some(release.clone());
+    let ssh_key = match &o.ssh_pub_key_file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                Error::invalid(format!("--ssh-key {}: cannot read it: {e}", p.display()))
+            })?;
+            Some(
+                build::setup::check_ssh_keys(&text)
+                    .map_err(|e| Error::invalid(format!("--ssh-key {}: {e}", p.display())))?,
+            )
+        }
+        None => None,
+    };
+    if let Some(h) = &o.password_hash {
+        build::password::check_hash(h)?;
+    }
+    let builder = build::builder_for(spec.distro);
+    let total = 7;
+
+    let creation = if dry {
+        ctx.runner.note(format!(
+            "create livenet image {} ({} {release}, {} type, {} layout)",
+            o.name,
+            o.distro,
+            o.livenet_type.as_str(),
+            o.layout.as_str()
+        ));
+        None
+    } else {
+        Some(store::begin_creation(cfg, &o.name, "livenet create")?)
+    };
+    let mut rec = ImageRecord::new(&o.name, ImageClass::LivenetImage);
+    rec.livenet_type = Some(o.livenet_type);
+    rec.layout = Some(o.layout);
+    rec.distro = Some(o.distro.clone());
+    rec.release_version = Some(release.clone());
+    rec.password = o.password_hash.clone();
+    rec.ssh_pub_key = o.ssh_pub_key_file.as_ref().map(|p| p.display().to_string());
+    rec.selinux = o.selinux;
+    rec.optimize = o.optimize;
+    rec.additional_packages = o.packages.clone();
+    rec.initramfs_flavour = Some(o.initramfs.clone());
+
+    // 1. The build tree, in the work dir, on a tmpfs when RAM allows.
+    ctx.progress.step(1, total, "prepare the build directory");
+    let work = cfg.image_workdir(&o.name);
+    remove_tree(&ctx.runner, &work)?;
+    let build_dir = work.join("build");
+    let tree = build_dir.join("tree");
+    let room = build_room_mib(o.livenet_type);
+    let on_tmpfs = mem_available_mib() > room * 2;
+    let mut guard = None;
+    if !dry {
+        std::fs::create_dir_all(&build_dir).at(&build_dir)?;
+    }
+    if on_tmpfs {
+        mount::mount(
+            &ctx.runner,
+            Some("tmpfs"),
+            "tmpfs",
+            &build_dir,
+            &[&format!("size={room}m"), "mode=0755"],
+        )?;
+        guard = Some(MountGuard::new(&ctx.runner, &build_dir));
+    }
+
+    // 2. Packages from the repositories.
+    ctx.progress.step(
+        2,
+        total,
+        &format!(
+            "install {} {release} ({}) with {}",
+            o.distro,
+            o.livenet_type.as_str(),
+            builder.tool()
+        ),
+    );
+    let t = std::time::Instant::now();
+    builder.build(ctx, &spec, &tree)?;
+    let build_seconds = t.elapsed().as_secs_f64();
+
+    // 3. Password, key, os-release, network, console, ready unit.
+    ctx.progress.step(
+        3,
+        total,
+        "set the image up (password, ssh key, os-release, console)",
+    );
+    let kver = if dry {
+        "KVER".to_string()
+    } else {
+        build::kernel_version(&tree)?
+    };
+    let mut setup = build::SetupSpec::new(&o.name);
+    setup.password_hash = o.password_hash.clone();
+    setup.ssh_pub_key = ssh_key;
+    setup.selinux = o.selinux;
+    setup.kernel = Some(kver.clone());
+    setup.generation = Some(1);
+    if dry {
+        ctx.runner.note(format!(
+            "set up {}: root password hash, ssh key, os-release tags, networkd, serial getty, ready unit",
+            tree.display()
+        ));
+    } else {
+        build::setup_tree(ctx, &tree, &setup)?;
+    }
+    let tree_bytes = if dry { 0 } else { pack::content_bytes(&tree) };
+
+    // 4. The kernel, next to the others.
+    ctx.progress
+        .step(4, total, &format!("publish kernel {kver}"));
+    publish_kernel(ctx, &tree, &kver)?;
+    rec.kernel = Some(format!("vmlinuz-{kver}"));
+
+    // 5. The squashfs, as generation 1.
+    ctx.progress.step(
+        5,
+        total,
+        &format!(
+            "pack the {} layout ({} level {})",
+            o.layout.as_str(),
+            cfg.compression.as_str(),
+            cfg.compression_level
+        ),
+    );
+    if o.layout == Layout::Compat {
+        rec.livenet_size = Some(match o.size.unwrap_or(SizeSpec::Auto) {
+            SizeSpec::Mib(m) => m,
+            SizeSpec::Auto => pack::min_size_mib(&tree) + cfg.resize_headroom_mib,
+        });
+    }
+    let t = std::time::Instant::now();
+    repack(ctx, &mut rec, &tree)?;
+    let pack_seconds = t.elapsed().as_secs_f64();
+
+    // 6. The initramfs, from the image's own modules.
+    ctx.progress
+        .step(6, total, &format!("build the {} initramfs", o.initramfs));
+    let initramfs = build_initramfs(ctx, &tree, &kver, &o.initramfs)?;
+    rec.image = initramfs
+        .file
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned());
+
+    // 7. boot.ipxe, the record, clean up.
+    ctx.progress
+        .step(7, total, "write boot.ipxe and image_data.yml");
+    write_boot_ipxe(ctx, &rec)?;
+    if let Some(g) = guard {
+        g.unmount()?;
+    }
+    remove_tree(&ctx.runner, &work)?;
+    let squashfs_bytes = std::fs::metadata(generations::current_path(cfg, &o.name))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    if let Some(c) = creation {
+        store::save(cfg, &rec)?;
+        c.finish()?;
+    }
+    Ok(CreateReport {
+        name: o.name.clone(),
+        kernel: kver,
+        squashfs_bytes,
+        tree_bytes,
+        build_seconds,
+        pack_seconds,
+        initramfs,
+        on_tmpfs,
+    })
+}

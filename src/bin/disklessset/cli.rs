@@ -83,10 +83,19 @@ pub enum Command {
     /// Manage an image's kernel
     #[command(subcommand)]
     Kernel(KernelCmd),
+    /// Generate an image's initramfs from its own kernel modules
+    Initramfs {
+        name: String,
+        /// own (minimal, fast) or dracut (the reference's)
+        #[arg(long)]
+        flavour: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum LivenetCmd {
+    /// Build a livenet image from package repositories
+    Create(Box<LivenetCreateArgs>),
     /// Make the image a writable tree in the work dir (for customisation)
     Mount { name: String },
     /// Repack the customised tree into a new generation and unmount it
@@ -98,6 +107,50 @@ pub enum LivenetCmd {
     },
     /// Grow or shrink a compat image's rootfs.img (700M, 1.5G, auto)
     Resize { name: String, size: String },
+}
+
+#[derive(Debug, Args)]
+pub struct LivenetCreateArgs {
+    pub name: String,
+    /// debian, ubuntu, rocky, alma, rhel, fedora
+    #[arg(long, default_value = "debian")]
+    pub distro: String,
+    /// Release (bookworm, 12, noble, 9, ...) [default: the manifest's for the distro]
+    #[arg(long)]
+    pub release: Option<String>,
+    /// standard, small or core
+    #[arg(long = "type", default_value = "core")]
+    pub livenet_type: String,
+    /// native (squashfs of the tree) or compat (LiveOS/rootfs.img, the reference's)
+    #[arg(long, default_value = "native")]
+    pub layout: String,
+    /// compat layout: rootfs.img size (700M, 1.5G, auto)
+    #[arg(long)]
+    pub size: Option<String>,
+    /// Root password from the first line of FILE
+    #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
+    pub password_file: Option<PathBuf>,
+    /// Root password from the first line of stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Public key for root's authorized_keys
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
+    /// Relabel for SELinux (EL images)
+    #[arg(long)]
+    pub selinux: bool,
+    /// Leave out docs, man pages and locales
+    #[arg(long)]
+    pub optimize: bool,
+    /// Extra packages, comma-separated
+    #[arg(long, value_delimiter = ',')]
+    pub packages: Vec<String>,
+    /// Package mirror URL
+    #[arg(long)]
+    pub mirror: Option<String>,
+    /// Initramfs flavour: own (minimal, fast) or dracut
+    #[arg(long, default_value = "own")]
+    pub initramfs: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,6 +361,38 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
             )?;
             output::done(g.json, &format!("created demo image {}", rec.name))?;
         }
+        Command::Livenet(LivenetCmd::Create(a)) => {
+            let o = livenet_create_options(&a)?;
+            let rep = livenet::create(ctx, &o)?;
+            if g.json {
+                output::json(&rep)?;
+            } else if !g.dry_run {
+                println!(
+                    "created livenet image {} (kernel {}, squashfs {}, initramfs {} {}; build {:.0}s, pack {:.1}s)",
+                    rep.name,
+                    rep.kernel,
+                    disklessset::fsutil::human_size(rep.squashfs_bytes),
+                    rep.initramfs.flavour,
+                    disklessset::fsutil::human_size(rep.initramfs.size_bytes),
+                    rep.build_seconds,
+                    rep.pack_seconds
+                );
+            }
+        }
+        Command::Initramfs { name, flavour } => {
+            let rep = livenet::initramfs(ctx, &name, flavour.as_deref())?;
+            if g.json {
+                output::json(&rep)?;
+            } else {
+                println!(
+                    "initramfs {} ({}, {}) built in {:.1}s for image {name}",
+                    rep.file.display(),
+                    rep.flavour,
+                    disklessset::fsutil::human_size(rep.size_bytes),
+                    rep.seconds
+                );
+            }
+        }
         Command::Livenet(LivenetCmd::Mount { name }) => {
             let mnt = livenet::mount_image(ctx, &name)?;
             output::done(
@@ -366,4 +451,40 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Turns the command line into the core's create options (the password is hashed here,
+/// by the core's function, and the clear text dropped).
+fn livenet_create_options(a: &LivenetCreateArgs) -> Result<livenet::LivenetCreate> {
+    use disklessset::build::password;
+    use disklessset::store::{Layout, LivenetType};
+    let mut o = livenet::LivenetCreate::new(&a.name);
+    disklessset::names::image(&a.name)?;
+    o.distro = a.distro.clone();
+    o.release = a.release.clone();
+    o.livenet_type = LivenetType::parse(&a.livenet_type)?;
+    o.layout = Layout::parse(&a.layout)?;
+    o.size = a
+        .size
+        .as_deref()
+        .map(livenet::SizeSpec::parse)
+        .transpose()?;
+    let clear = match (&a.password_file, a.password_stdin) {
+        (Some(f), _) => Some(password::read_password_file(f)?),
+        (None, true) => Some(password::read_password_stdin()?),
+        (None, false) => None,
+    };
+    o.password_hash = clear.map(|c| password::hash_password(&c)).transpose()?;
+    o.ssh_pub_key_file = a.ssh_key.clone();
+    o.selinux = a.selinux;
+    o.optimize = a.optimize;
+    o.packages = a
+        .packages
+        .iter()
+        .filter(|p| !p.is_empty())
+        .cloned()
+        .collect();
+    o.mirror = a.mirror.clone();
+    o.initramfs = a.initramfs.clone();
+    Ok(o)
 }
