@@ -35,6 +35,7 @@ pub enum Action {
     Clear(String),
     Mount(String),
     Unmount(String),
+    Initramfs(String),
     Resize { name: String, size: String },
     Rollback(String),
     KernelSet { name: String, version: String },
@@ -349,7 +350,7 @@ impl App {
 
     fn open(&mut self, entry: Entry, key: &str, label: &str, missing: Option<&'static str>) {
         if let Some(why) = missing {
-            self.error(format!("{key} - {label}: {NOT_AVAILABLE} ({why})"));
+            self.error(format!("{key} - {label}: {why}"));
             return;
         }
         match entry {
@@ -375,7 +376,10 @@ impl App {
                 self.push(Screen::Kernels(k));
             }
             Entry::Exit => self.exit = Some(0),
-            Entry::Params | Entry::Initramfs | Entry::Bootset => {
+            Entry::Initramfs => {
+                self.push(Screen::Images(ImagesState::new(Purpose::Initramfs, None)))
+            }
+            Entry::Params | Entry::Bootset => {
                 self.error(format!("{key} - {label}: {NOT_AVAILABLE}"))
             }
         }
@@ -390,7 +394,6 @@ impl App {
                 self.push(Screen::Details(Box::new(info)));
             }
             Request::Act(p, n) => self.act(p, n),
-            Request::Unavailable(why) => self.error(why),
         }
     }
 
@@ -401,6 +404,7 @@ impl App {
             Purpose::Clone => self.push(Screen::Form(FormState::new(forms::clone(&n)))),
             Purpose::Resize => self.push(Screen::Form(FormState::new(forms::resize(&n)))),
             Purpose::Mount => self.perform(Action::Mount(n)),
+            Purpose::Initramfs => self.perform(Action::Initramfs(n)),
             Purpose::Unmount => self.perform(Action::Unmount(n)),
             Purpose::Kernel => {
                 let versions: Vec<String> = match ops::kernels(&self.ctx()) {
@@ -603,6 +607,21 @@ impl App {
                     }),
                 );
             }
+            Action::Initramfs(name) => {
+                let n = name.clone();
+                self.start_job(
+                    format!("Generate the initramfs of image {name}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let rep = livenet::initramfs(ctx, &n, None)?;
+                        Ok(format!(
+                            "initramfs {} ({}) built for image {n}",
+                            rep.file.display(),
+                            rep.flavour
+                        ))
+                    }),
+                );
+            }
             Action::Unmount(name) => {
                 let n = name.clone();
                 self.start_job(
@@ -762,6 +781,8 @@ fn action_label(module: &str, action: &str) -> String {
     };
     if action_available(module, action) {
         label
+    } else if (module, action) == ("livenet", "create") {
+        format!("{label} (not in the TUI yet: use `disklessset livenet create`)")
     } else {
         format!("{label} ({NOT_AVAILABLE})")
     }

@@ -71,11 +71,16 @@ pub fn draw(
         Some(_) => 1,
         None => 0,
     };
+    let help_h = if help.chars().count() + 1 > area.width as usize {
+        2
+    } else {
+        1
+    };
     let [top, body, msg, help_area, status_area] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(1),
         Constraint::Length(msg_h),
-        Constraint::Length(1),
+        Constraint::Length(help_h),
         Constraint::Length(1),
     ])
     .areas(area);
@@ -102,7 +107,8 @@ pub fn draw(
         Paragraph::new(Line::styled(
             format!(" {help}"),
             Style::default().fg(Color::DarkGray),
-        )),
+        ))
+        .wrap(Wrap { trim: true }),
         help_area,
     );
     let count = if status.error.is_some() {

@@ -25,6 +25,7 @@ pub enum Purpose {
     Resize,
     Rollback,
     Kernel,
+    Initramfs,
 }
 
 impl Purpose {
@@ -39,6 +40,7 @@ impl Purpose {
             Purpose::Resize => "Resize an image: pick it",
             Purpose::Rollback => "Roll an image back one generation: pick it",
             Purpose::Kernel => "Manage the kernel of an image: pick it",
+            Purpose::Initramfs => "Generate the initramfs of an image: pick it",
         }
     }
 
@@ -50,6 +52,7 @@ impl Purpose {
             "resize" => Some(Purpose::Resize),
             "rollback" => Some(Purpose::Rollback),
             "kernel set" => Some(Purpose::Kernel),
+            "initramfs" => Some(Purpose::Initramfs),
             _ => None,
         }
     }
@@ -62,17 +65,12 @@ pub enum Request {
     Details(String),
     /// Do `Purpose` (never `Browse`) on this image.
     Act(Purpose, String),
-    /// An action whose core operation is missing: tell the user.
-    Unavailable(&'static str),
 }
 
 pub struct ImagesState {
     pub purpose: Purpose,
     pub selected: Option<String>,
 }
-
-/// Image actions the core does not offer yet (listed, never faked).
-pub const UNAVAILABLE: &str = "i initramfs: not available in this build";
 
 impl ImagesState {
     pub fn new(purpose: Purpose, selected: Option<String>) -> Self {
@@ -126,11 +124,7 @@ impl ImagesState {
                         's' => Purpose::Resize,
                         'o' => Purpose::Rollback,
                         'k' => Purpose::Kernel,
-                        'i' => {
-                            return Request::Unavailable(
-                                "initramfs generation: not available in this build (not in the core yet)",
-                            )
-                        }
+                        'i' => Purpose::Initramfs,
                         _ => return Request::None,
                     };
                     return Request::Act(p, n);
@@ -143,7 +137,7 @@ impl ImagesState {
 
     pub fn help(&self) -> &'static str {
         match self.purpose {
-            Purpose::Browse => "↑↓ · Enter details · r remove · c clone · x clear · m mount · u unmount · s resize · o rollback · k kernel · Esc back",
+            Purpose::Browse => "↑↓ · Enter details · r remove · c clone · x clear · m mount · u unmount · s resize · o rollback · k kernel · i initramfs · Esc back",
             Purpose::Remove | Purpose::Clear | Purpose::Rollback => {
                 "↑↓ select · Enter (asks first) · Esc back"
             }
@@ -251,12 +245,6 @@ impl ImagesState {
             if let Some(p) = &i.problem {
                 lines.push(Line::styled(p.clone(), Style::default().fg(Color::Red)));
             }
-        }
-        if self.purpose == Purpose::Browse {
-            lines.push(Line::styled(
-                UNAVAILABLE,
-                Style::default().fg(Color::DarkGray),
-            ));
         }
         f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), detail_area);
     }

@@ -8,8 +8,6 @@ use ratatui::Frame;
 
 use disklessset::kernel::KernelInfo;
 
-use super::menu::NOT_AVAILABLE;
-
 pub fn render(f: &mut Frame, area: Rect, kernels: &Result<Vec<KernelInfo>, String>, dir: &str) {
     let [table_area, note] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(2)]).areas(area);
@@ -88,11 +86,9 @@ pub fn render(f: &mut Frame, area: Rect, kernels: &Result<Vec<KernelInfo>, Strin
         }
     }
     f.render_widget(
-        Paragraph::new(format!(
-            "Set an image's kernel: 6. Generate an initramfs (8): {NOT_AVAILABLE}."
-        ))
-        .style(Style::default().fg(Color::DarkGray))
-        .wrap(Wrap { trim: true }),
+        Paragraph::new("Set an image's kernel: 6. Generate an image's initramfs: 8.")
+            .style(Style::default().fg(Color::DarkGray))
+            .wrap(Wrap { trim: true }),
         note,
     );
 }

@@ -68,7 +68,7 @@ pub const ITEMS: &[Item] = &[
         key: "5",
         label: "Create images from a parameters file",
         entry: Entry::Params,
-        missing: Some("create --params (parameters files) is not in the core yet"),
+        missing: Some("not available in this build: parameters files (create --params) are not in the core yet"),
         heading: None,
     },
     Item {
@@ -89,14 +89,14 @@ pub const ITEMS: &[Item] = &[
         key: "8",
         label: "Generate an initramfs",
         entry: Entry::Initramfs,
-        missing: Some("initramfs generation is not in the core yet"),
+        missing: None,
         heading: None,
     },
     Item {
         key: "b",
         label: "Boot status of nodes (bootset -s)",
         entry: Entry::Bootset,
-        missing: Some("the status view is not in the TUI yet; run `bootset -s`"),
+        missing: Some("the status view is not in the TUI yet: run `bootset -s`"),
         heading: None,
     },
     Item {
@@ -189,8 +189,13 @@ impl MenuState {
                 Span::styled(format!("{:>2} - {}", it.key, it.label), st),
             ];
             if it.missing.is_some() {
+                let tag = if it.entry == Entry::Bootset {
+                    "not in the TUI yet"
+                } else {
+                    NOT_AVAILABLE
+                };
                 spans.push(Span::styled(
-                    format!("  ({NOT_AVAILABLE})"),
+                    format!("  ({tag})"),
                     Style::default().fg(Color::DarkGray),
                 ));
             }

@@ -175,10 +175,12 @@ fn main_menu_and_unavailable_entries() {
     let mut h = Harness::new();
     h.keys("");
     h.snap("menu_empty_store");
-    h.keys("8");
-    h.snap("menu_selected_8");
+    h.keys("5");
+    h.snap("menu_selected_5");
     h.keys("<Enter>");
-    h.snap("menu_initramfs_not_available");
+    h.snap("menu_params_not_available");
+    h.keys("b<Enter>");
+    h.snap("menu_bootset_not_available");
     // 1 then 0 selects 10; arrows move; Enter on Exit leaves with 0.
     h.keys("10<Up><Down>");
     h.keys("<Enter>");
@@ -403,6 +405,8 @@ fn livenet_actions_call_the_core_and_show_its_answer() {
     create_demo(&mut h, "d1");
     h.keys("<Enter>m");
     h.snap("mount_demo_refused");
+    h.keys("<Enter>i");
+    h.snap("initramfs_demo_refused");
     let k = h.cfg.kernels_dir.clone();
     std::fs::create_dir_all(&k).expect("kernels dir");
     std::fs::write(k.join("vmlinuz-6.1.0-27-amd64"), "k").expect("k");
