@@ -141,9 +141,17 @@ pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String> {
 }
 
 /// The entry script (`/boot.ipxe`) for a given base URL.
-pub fn render_entry(cfg: &Config, base: &str) -> Result<String> {
+/// `force`: the server knows the base for sure (from the request): set it outright.
+pub fn render_entry(cfg: &Config, base: &str, force: bool) -> Result<String> {
     let mut v = BTreeMap::new();
-    v.insert("base_url", base.to_string());
+    v.insert(
+        "base_line",
+        if force {
+            format!("set dls-base {base}")
+        } else {
+            format!("isset ${{dls-base}} || set dls-base {base}")
+        },
+    );
     v.insert("nodes_path", rel_to_web(cfg, &cfg.nodes_ipxe_dir));
     render(ENTRY_TEMPLATE, &v)
 }
@@ -316,7 +324,7 @@ fn node_script_path(cfg: &Config, node: &str) -> PathBuf {
 }
 
 /// Writes `data` to `path` only if it differs; returns whether it wrote.
-fn write_if_changed(path: &Path, data: &[u8]) -> Result<bool> {
+pub fn write_if_changed(path: &Path, data: &[u8]) -> Result<bool> {
     if std::fs::read(path).map(|old| old == data).unwrap_or(false) {
         return Ok(false);
     }
@@ -360,25 +368,33 @@ pub fn assign(ctx: &Ctx, a: &Assign) -> Result<AssignReport> {
         return Ok(rep);
     }
     fsutil::ensure_dir(&cfg.nodes_ipxe_dir)?;
+    let mut changed: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    let mut aliases: Vec<(PathBuf, PathBuf)> = Vec::new();
     for (n, mac, text) in rendered {
-        if write_if_changed(&node_script_path(cfg, &n), text.as_bytes())? {
-            rep.written += 1;
-        } else {
+        let path = node_script_path(cfg, &n);
+        if std::fs::read(&path).map(|old| old == text.as_bytes()).unwrap_or(false) {
             rep.unchanged += 1;
+        } else {
+            changed.push((path, text.into_bytes()));
         }
         // Static web servers find the node by MAC through an alias.
         if let Some(mac) = mac {
             let alias = cfg.nodes_ipxe_dir.join(format!("{mac}.ipxe"));
             let want = PathBuf::from(format!("{n}.ipxe"));
             if std::fs::read_link(&alias).ok().as_deref() != Some(want.as_path()) {
-                let tmp = fsutil::temp_path_for(&alias);
-                std::os::unix::fs::symlink(&want, &tmp).map_err(|e| Error::io(&tmp, e))?;
-                std::fs::rename(&tmp, &alias).map_err(|e| Error::io(&alias, e))?;
+                aliases.push((alias, want));
             }
         }
     }
+    rep.written = changed.len();
+    fsutil::write_atomic_batch(&changed, 0o644)?;
+    for (alias, want) in aliases {
+        let tmp = fsutil::temp_path_for(&alias);
+        std::os::unix::fs::symlink(&want, &tmp).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &alias).map_err(|e| Error::io(&alias, e))?;
+    }
     // The static entry script for DHCP bootfiles pointing at a plain web server.
-    let entry = render_entry(cfg, &static_base(cfg))?;
+    let entry = render_entry(cfg, &static_base(cfg), false)?;
     write_if_changed(&cfg.web_root.join("boot.ipxe"), entry.as_bytes())?;
     Ok(rep)
 }
@@ -484,7 +500,7 @@ mod tests {
         assert!(s.contains("set dls-console console=ttyS1"), "{s}");
         assert!(s.contains("set dls-kernel-args quiet panic=10"), "{s}");
         assert!(s.contains("goto diskless"), "{s}");
-        let e = render_entry(&cfg, "http://10.0.2.2:8080").unwrap();
+        let e = render_entry(&cfg, "http://10.0.2.2:8080", true).unwrap();
         assert!(e.contains("set dls-base http://10.0.2.2:8080"), "{e}");
         assert!(e.contains("/nodes/${mac:hexhyp}.ipxe"), "{e}");
         let bad = Assign {

@@ -17,7 +17,7 @@ use crate::modules::Module;
 use crate::ops::Ctx;
 use crate::pack::{self, generations};
 use crate::store::{self, lock, ImageClass, ImageRecord, Layout, State};
-use crate::sys::mount::{self, MountGuard};
+use crate::sys::mount::{self, MountGuard, MountStack};
 use crate::sys::mountinfo;
 use crate::sys::remove::remove_tree;
 
@@ -97,7 +97,7 @@ pub fn mount_readonly(
     rec: &ImageRecord,
     ro: &Path,
     ro_ext4: &Path,
-) -> Result<(Vec<MountGuard>, PathBuf)> {
+) -> Result<(MountStack, PathBuf)> {
     let img = generations::current_path(&ctx.cfg, &rec.name);
     if !ctx.runner.dry_run() && !img.is_file() {
         return Err(Error::WrongState {
@@ -106,7 +106,7 @@ pub fn mount_readonly(
             hint: format!("{} is missing; rebuild or `rollback` it", img.display()),
         });
     }
-    let mut guards = Vec::new();
+    let mut guards = MountStack::new();
     for d in [ro, ro_ext4] {
         if !ctx.runner.dry_run() {
             std::fs::create_dir_all(d).at(d)?;
@@ -216,9 +216,7 @@ pub fn mount_image(ctx: &Ctx, name: &str) -> Result<PathBuf> {
         store::save(&ctx.cfg, &rec)?;
     }
     // Success: the mounts outlive this process, on purpose.
-    for g in guards {
-        g.keep();
-    }
+    guards.keep();
     Ok(w.mnt)
 }
 
@@ -425,9 +423,7 @@ pub fn resize(ctx: &Ctx, name: &str, size: SizeSpec) -> Result<ResizeReport> {
     let old_mib = rec.livenet_size.unwrap_or(0);
     rec.livenet_size = Some(new_mib);
     let res = repack(ctx, &mut rec, &lower);
-    for g in guards.into_iter().rev() {
-        g.unmount()?;
-    }
+    guards.unmount()?;
     let generation = res?;
     remove_tree(&ctx.runner, &w.root)?;
     Ok(ResizeReport {
@@ -649,9 +645,7 @@ pub fn initramfs(ctx: &Ctx, name: &str, flavour: Option<&str>) -> Result<Initram
         publish_kernel(ctx, &lower, &kver)?;
         build_initramfs(ctx, &lower, &kver, &flavour)
     })();
-    for g in guards.into_iter().rev() {
-        g.unmount()?;
-    }
+    guards.unmount()?;
     let rep = res?;
     remove_tree(&ctx.runner, &inspect)?;
     rec.kernel = Some(format!("vmlinuz-{}", rep.kernel));

@@ -153,3 +153,44 @@ impl Drop for MountGuard {
         }
     }
 }
+
+/// Mounts stacked on each other (a loop file inside another mount): taken down in
+/// reverse order, on drop or explicitly.
+#[derive(Debug, Default)]
+pub struct MountStack(Vec<MountGuard>);
+
+impl MountStack {
+    pub fn new() -> Self {
+        MountStack(Vec::new())
+    }
+
+    pub fn push(&mut self, g: MountGuard) {
+        self.0.push(g);
+    }
+
+    /// Unmounts everything, innermost first, reporting the first failure.
+    pub fn unmount(mut self) -> Result<()> {
+        let mut first_err = None;
+        while let Some(g) = self.0.pop() {
+            if let Err(e) = g.unmount() {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Leaves every mount in place.
+    pub fn keep(mut self) {
+        while let Some(g) = self.0.pop() {
+            g.keep();
+        }
+    }
+}
+
+impl Drop for MountStack {
+    fn drop(&mut self) {
+        while let Some(g) = self.0.pop() {
+            drop(g);
+        }
+    }
+}

@@ -282,7 +282,8 @@ impl Runner {
             .map(|t| t.iter().cloned().collect::<Vec<String>>().join("\n"))
             .unwrap_or_default();
         if !status.success() {
-            tracing::warn!(target: "run", "{line}: {status}");
+            // The caller's error carries it; the log keeps it too.
+            tracing::info!(target: "run", "{line}: {status}");
         }
         Ok(Output {
             success: status.success(),

@@ -83,6 +83,12 @@ pub enum Command {
     /// Manage an image's kernel
     #[command(subcommand)]
     Kernel(KernelCmd),
+    /// The built-in HTTP boot server for the store's boot tree
+    Serve {
+        /// Address to listen on [default: the config's listen, 127.0.0.1:8080]
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Generate an image's initramfs from its own kernel modules
     Initramfs {
         name: String,
@@ -281,7 +287,8 @@ fn run(cli: Cli) -> Result<i32> {
     };
     logging::init(&cfg, verbosity(&g), Some(std::io::stderr));
     let runner = Runner::new(g.dry_run);
-    let progress = if g.json || g.dry_run {
+    // Progress lines go to a terminal only; scripts get the log file and one result line.
+    let progress = if g.json || g.dry_run || !stderr_is_tty() {
         Progress::default()
     } else {
         Progress::new(|ev: &ProgressEvent| match ev {
@@ -378,6 +385,22 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
                     rep.pack_seconds
                 );
             }
+        }
+        Command::Serve { listen } => {
+            let addr = listen.unwrap_or_else(|| ctx.cfg.listen.clone());
+            let addr: std::net::SocketAddr = addr.parse().map_err(|_| {
+                anyhow::anyhow!("--listen {addr:?}: use ADDRESS:PORT, e.g. 0.0.0.0:8080")
+            })?;
+            let server = disklessset::boot::serve::bind(&ctx.cfg, addr)?;
+            println!(
+                "serving {} on http://{} (DHCP bootfile: http://{}/boot.ipxe); Ctrl-C stops",
+                ctx.cfg.web_root.display(),
+                server.local_addr(),
+                server.local_addr()
+            );
+            let shutdown = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            stop_on_signals(shutdown.clone());
+            disklessset::boot::serve::run(server, shutdown)?;
         }
         Command::Initramfs { name, flavour } => {
             let rep = livenet::initramfs(ctx, &name, flavour.as_deref())?;
@@ -487,4 +510,32 @@ fn livenet_create_options(a: &LivenetCreateArgs) -> Result<livenet::LivenetCreat
     o.mirror = a.mirror.clone();
     o.initramfs = a.initramfs.clone();
     Ok(o)
+}
+
+static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// SIGINT/SIGTERM/SIGHUP set `flag` (a watcher thread bridges the async-signal-safe static).
+fn stop_on_signals(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installing a handler that only stores to an atomic.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+    std::thread::spawn(move || loop {
+        if SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    });
+}
+
+fn stderr_is_tty() -> bool {
+    // SAFETY: isatty only inspects the file descriptor.
+    unsafe { libc::isatty(2) == 1 }
 }

@@ -1,0 +1,156 @@
+//! `disklessset serve`: the built-in HTTP server for the boot tree. Static files come
+//! from the web root (never image_data.yml, dotfiles, temp files or anything outside);
+//! the entry script `/boot.ipxe` and per-node scripts are answered dynamically, with
+//! absolute URLs derived from the request's `Host`.
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use crate::boot::bootset;
+use crate::boot::http::{self, DynamicHandler, Request, Response, Server, ServerConfig};
+use crate::boot::inventory::{normalize_mac, Inventory};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Answers `/health`, `/boot.ipxe` and node scripts by MAC or hostname.
+pub struct BootHandler {
+    cfg: Config,
+    inventory: Mutex<Option<(Option<SystemTime>, Arc<Inventory>)>>,
+}
+
+impl BootHandler {
+    pub fn new(cfg: Config) -> Self {
+        BootHandler {
+            cfg,
+            inventory: Mutex::new(None),
+        }
+    }
+
+    /// The inventory, reloaded when the nodes file changes.
+    fn inventory(&self) -> Option<Arc<Inventory>> {
+        let mtime = std::fs::metadata(&self.cfg.nodes_file)
+            .and_then(|m| m.modified())
+            .ok();
+        let mut guard = self.inventory.lock().ok()?;
+        if let Some((t, inv)) = guard.as_ref() {
+            if *t == mtime {
+                return Some(inv.clone());
+            }
+        }
+        match Inventory::load(&self.cfg) {
+            Ok(inv) => {
+                let inv = Arc::new(inv);
+                *guard = Some((mtime, inv.clone()));
+                Some(inv)
+            }
+            Err(e) => {
+                tracing::error!("serve: cannot load the inventory: {e}");
+                None
+            }
+        }
+    }
+
+    fn base_url(&self, req: &Request) -> String {
+        match (&req.host, &self.cfg.base_url) {
+            (Some(h), _) if valid_host(h) => format!("http://{h}"),
+            (_, Some(b)) => b.clone(),
+            _ => "http://${next-server}".to_string(),
+        }
+    }
+
+    fn ipxe(body: String) -> Response {
+        Response::new(200, "text/plain; charset=utf-8", body)
+    }
+
+    /// A node's script by MAC (`52-54-00-..`) or hostname, when no static file exists.
+    fn node_script(&self, key: &str) -> Option<Response> {
+        let inv = self.inventory()?;
+        let node = match normalize_mac(key) {
+            Some(mac) => inv.by_mac(&mac)?.name.clone(),
+            None => inv.nodes.get(key)?.name.clone(),
+        };
+        let p = self.cfg.nodes_ipxe_dir.join(format!("{node}.ipxe"));
+        std::fs::read_to_string(p).ok().map(Self::ipxe)
+    }
+}
+
+/// A Host header we are willing to echo into scripts: host[:port], no spaces or quotes.
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+}
+
+impl DynamicHandler for BootHandler {
+    fn handle(&self, req: &Request) -> Option<Response> {
+        if req.method != "GET" && req.method != "HEAD" {
+            return None;
+        }
+        match req.path.as_str() {
+            "/health" => Some(if self.cfg.images_dir.is_dir() {
+                Response::text(200, "ok\n")
+            } else {
+                Response::text(503, "store not readable\n")
+            }),
+            "/boot.ipxe" => match bootset::render_entry(&self.cfg, &self.base_url(req), true) {
+                Ok(s) => Some(Self::ipxe(s)),
+                Err(e) => Some(Response::text(500, format!("{e}\n"))),
+            },
+            p => {
+                let nodes_prefix = format!(
+                    "/{}/",
+                    bootset::rel_to_web(&self.cfg, &self.cfg.nodes_ipxe_dir)
+                );
+                let key = p.strip_prefix(&nodes_prefix)?.strip_suffix(".ipxe")?;
+                if key.contains('/') || self.cfg.nodes_ipxe_dir.join(format!("{key}.ipxe")).exists()
+                {
+                    return None; // the static file (or alias) answers
+                }
+                self.node_script(key)
+            }
+        }
+    }
+}
+
+/// Binds the server on `listen` for the store's web root.
+pub fn bind(cfg: &Config, listen: SocketAddr) -> Result<Server> {
+    if !cfg.web_root.is_dir() {
+        return Err(Error::invalid(format!(
+            "web root {} does not exist: create an image first, or check --root/web_root",
+            cfg.web_root.display()
+        )));
+    }
+    let mut sc = ServerConfig::new(&cfg.web_root, listen);
+    sc.deny_names = vec![
+        "image_data.yml".into(),
+        ".*".into(),
+        "*.tmp".into(),
+        "*.yml".into(),
+        "*.yaml".into(),
+    ];
+    // The work dir, state and NFS trees are outside the web root by default; if a
+    // config places one inside, hide it.
+    for p in [
+        &cfg.work_dir,
+        &cfg.state_dir,
+        &cfg.log_dir,
+        &cfg.nfs_staging_dir,
+        &cfg.nfs_golden_dir,
+        &cfg.nfs_nodes_dir,
+    ] {
+        if let Ok(rel) = p.strip_prefix(&cfg.web_root) {
+            sc.deny_paths.push(rel.display().to_string());
+        }
+    }
+    http::bind(sc, Arc::new(BootHandler::new(cfg.clone())))
+        .map_err(|e| Error::invalid(format!("serve on {listen}: {e}")))
+}
+
+/// Serves until `shutdown` is set.
+pub fn run(server: Server, shutdown: Arc<AtomicBool>) -> Result<()> {
+    server
+        .run(shutdown)
+        .map_err(|e| Error::invalid(format!("serve: {e}")))
+}
