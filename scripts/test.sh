@@ -8,4 +8,4 @@ scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 # Tests boot VMs and build images: run test binaries one at a time, 2 threads inside each.
-cargo test --all-targets -- --test-threads=2
+cargo test --lib --bins --tests -- --test-threads=2

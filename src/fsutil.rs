@@ -127,37 +127,6 @@ pub fn parse_size_mib(s: &str) -> Result<u64> {
     Ok((n * mult).ceil() as u64)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn atomic_write_replaces() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("f.yml");
-        write_atomic(&p, b"one", 0o600).unwrap();
-        write_atomic(&p, b"two", 0o644).unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(
-            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o644
-        );
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size_mib("700M").unwrap(), 700);
-        assert_eq!(parse_size_mib("1.5G").unwrap(), 1536);
-        assert_eq!(parse_size_mib("512").unwrap(), 512);
-        assert_eq!(parse_size_mib("2048K").unwrap(), 2);
-        assert_eq!(parse_size_mib("1GiB").unwrap(), 1024);
-        assert!(parse_size_mib("abc").is_err());
-        assert!(parse_size_mib("-5M").is_err());
-        assert_eq!(human_size(1536 * 1024 * 1024), "1.5G");
-    }
-}
-
 /// Writes many files atomically with two flushes in all instead of two per file: every
 /// temp file is written, the filesystem is synced once (`syncfs`), then each temp is
 /// renamed over its destination and the directories are synced. A crash leaves each
@@ -216,4 +185,35 @@ pub fn write_atomic_batch(items: &[(PathBuf, Vec<u8>)], mode: u32) -> Result<()>
         sync_dir(d)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.yml");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        write_atomic(&p, b"two", 0o644).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size_mib("700M").unwrap(), 700);
+        assert_eq!(parse_size_mib("1.5G").unwrap(), 1536);
+        assert_eq!(parse_size_mib("512").unwrap(), 512);
+        assert_eq!(parse_size_mib("2048K").unwrap(), 2);
+        assert_eq!(parse_size_mib("1GiB").unwrap(), 1024);
+        assert!(parse_size_mib("abc").is_err());
+        assert!(parse_size_mib("-5M").is_err());
+        assert_eq!(human_size(1536 * 1024 * 1024), "1.5G");
+    }
 }

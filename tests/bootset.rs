@@ -51,7 +51,10 @@ fn assign_status_and_refusals() {
     nodes_file(&s, INVENTORY);
     std::fs::create_dir_all(s.images()).unwrap();
     let out = ok(bootset(&s, &["-n", "c[001-003]", "-b", "disk"]));
-    assert!(out.contains("c[001-003]: disk (3 written, 0 unchanged)"), "{out}");
+    assert!(
+        out.contains("c[001-003]: disk (3 written, 0 unchanged)"),
+        "{out}"
+    );
     // a second identical run rewrites nothing
     let out = ok(bootset(&s, &["-n", "c[001-003]", "-b", "disk"]));
     assert!(out.contains("(0 written, 3 unchanged)"), "{out}");
@@ -68,13 +71,22 @@ fn assign_status_and_refusals() {
     for (args, needle) in [
         (vec!["-n", "c001", "-b", "diskles"], "exactly one of"),
         (vec!["-n", "c001", "-b", "dis"], "exactly one of"),
-        (vec!["-n", "c[001-005]", "-b", "disk"], "unknown nodes c[004-005]"),
+        (
+            vec!["-n", "c[001-005]", "-b", "disk"],
+            "unknown nodes c[004-005]",
+        ),
         (vec!["-n", "c[5-1]", "-b", "disk"], "c[5-1]"),
         (vec!["-n", "@nosuch", "-b", "disk"], "nosuch"),
         (vec!["-n", "c001", "-b", "diskless"], "-i IMAGE"),
-        (vec!["-n", "c001", "-b", "diskless", "-i", "ghost"], "image ghost does not exist"),
+        (
+            vec!["-n", "c001", "-b", "diskless", "-i", "ghost"],
+            "image ghost does not exist",
+        ),
         (vec!["-n", "c001", "-b", "disk", "-e", "a ${x}"], "-e"),
-        (vec!["-n", "c003", "-b", "disk", "-f", "network"], "c003 has no ip"),
+        (
+            vec!["-n", "c003", "-b", "disk", "-f", "network"],
+            "c003 has no ip",
+        ),
     ] {
         let o = bootset(&s, &args);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
@@ -85,7 +97,10 @@ fn assign_status_and_refusals() {
     assert!(!s.root().join("www/nodes/c004.ipxe").exists());
 
     // -f network: static ip= from the inventory
-    ok(bootset(&s, &["-n", "c001", "-b", "next", "-f", "network", "-e", "panic=5"]));
+    ok(bootset(
+        &s,
+        &["-n", "c001", "-b", "next", "-f", "network", "-e", "panic=5"],
+    ));
     let c1 = std::fs::read_to_string(s.root().join("www/nodes/c001.ipxe")).unwrap();
     assert!(c1.contains("set dls-ip ip=10.0.2.15::::c001::none"), "{c1}");
     assert!(c1.contains("set dls-kernel-args quiet panic=5"), "{c1}");
@@ -131,7 +146,11 @@ fn serve(s: &Store) -> Serve {
 
 fn get(port: u16, path: &str, host: &str) -> (u16, String) {
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(c, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut buf = String::new();
     c.read_to_string(&mut buf).unwrap();
     let code = buf
@@ -139,7 +158,10 @@ fn get(port: u16, path: &str, host: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
     (code, body)
 }
 
@@ -155,7 +177,10 @@ fn serve_answers_the_chain_and_hides_the_rest() {
     assert_eq!((code, body.as_str()), (200, "ok\n"));
     let (code, body) = get(srv.1, "/boot.ipxe", "10.0.2.2:9999");
     assert_eq!(code, 200);
-    assert!(body.contains("set dls-base http://10.0.2.2:9999\n"), "{body}");
+    assert!(
+        body.contains("set dls-base http://10.0.2.2:9999\n"),
+        "{body}"
+    );
     // node scripts by MAC alias, and dynamically by hostname
     let (code, body) = get(srv.1, "/nodes/52-54-00-aa-00-02.ipxe", "h");
     assert_eq!(code, 200);
@@ -192,14 +217,26 @@ fn two_vms_boot_along_the_chain() {
     let srv = serve(&s);
     let url = format!("http://10.0.2.2:{}/boot.ipxe", srv.1);
 
-    let mut vm = VmBoot::new(&url, s.root().join("n1.log"), "disklessset: image img1 booted");
+    let mut vm = VmBoot::new(
+        &url,
+        s.root().join("n1.log"),
+        "disklessset: image img1 booted",
+    );
     vm.mac = "52:54:00:bb:00:01".into();
     vm.timeout = Duration::from_secs(420);
     let run = boot_until_marker(&vm).unwrap_or_else(|e| panic!("n1 did not boot: {e}"));
-    assert!(run.log.contains("disklessset: n1 boots diskless image img1"), "chain not followed");
+    assert!(
+        run.log
+            .contains("disklessset: n1 boots diskless image img1"),
+        "chain not followed"
+    );
     eprintln!("n1: power-on to marker {:.1}s", run.elapsed_secs);
 
-    let mut vm = VmBoot::new(&url, s.root().join("n2.log"), "disklessset: n2 boots from its local disk");
+    let mut vm = VmBoot::new(
+        &url,
+        s.root().join("n2.log"),
+        "disklessset: n2 boots from its local disk",
+    );
     vm.mac = "52:54:00:bb:00:02".into();
     vm.timeout = Duration::from_secs(120);
     let run = boot_until_marker(&vm).unwrap_or_else(|e| panic!("n2 did not reach its disk: {e}"));

@@ -372,7 +372,10 @@ pub fn assign(ctx: &Ctx, a: &Assign) -> Result<AssignReport> {
     let mut aliases: Vec<(PathBuf, PathBuf)> = Vec::new();
     for (n, mac, text) in rendered {
         let path = node_script_path(cfg, &n);
-        if std::fs::read(&path).map(|old| old == text.as_bytes()).unwrap_or(false) {
+        if std::fs::read(&path)
+            .map(|old| old == text.as_bytes())
+            .unwrap_or(false)
+        {
             rep.unchanged += 1;
         } else {
             changed.push((path, text.into_bytes()));
