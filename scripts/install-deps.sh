@@ -12,6 +12,7 @@ PKGS=(
   tmux
   libcrypt-dev
   python3
+  ansible
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -20,6 +20,16 @@ pub enum Error {
     #[error("{path}: {msg}")]
     Yaml { path: PathBuf, msg: String },
 
+    /// A parameters file's value at fault: `FILE:LINE:COLUMN: FIELD: problem (allowed: ...)`.
+    #[error("{file}:{line}:{column}: {field}: {problem}")]
+    Param {
+        file: PathBuf,
+        line: u64,
+        column: u64,
+        field: String,
+        problem: String,
+    },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -428,3 +428,11 @@ pub fn kernels(ctx: &Ctx) -> Result<Vec<KernelInfo>> {
 pub fn module_infos() -> Vec<modules::ModuleInfo> {
     modules::infos()
 }
+
+// ---------------------------------------------------------------- params / inside
+
+/// `create --params FILE` (see [`crate::params`]).
+pub use crate::params::{create_from_params, ParamsOptions, ParamsReport};
+
+/// `ansible`, `exec`, `shell` (see [`crate::inside`]).
+pub use crate::inside::{ansible, exec, shell, AnsibleOptions, AnsibleReport, ExecOutcome};

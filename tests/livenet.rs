@@ -158,6 +158,49 @@ fn native_image_boots_with_both_initramfs_flavours_and_customises() {
         gen1,
         "rollback restores generation 1 byte for byte"
     );
+    // an unmount that fails (something busy inside) repacks nothing
+    s.ok(&["livenet", "mount", "nat1"]);
+    std::fs::write(mnt.join("etc/second-change"), "x\n").unwrap();
+    let mut busy = Command::new("sleep")
+        .arg("600")
+        .current_dir(mnt.join("run"))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let e = s.fails(&["livenet", "unmount", "nat1"]);
+    assert!(e.contains("run"), "{e}");
+    assert_eq!(record(&s, "nat1")["generation"], 1, "no new generation");
+    assert_eq!(
+        std::fs::read(&img).unwrap(),
+        gen1,
+        "published image untouched"
+    );
+    busy.kill().unwrap();
+    busy.wait().unwrap();
+    s.ok(&["livenet", "unmount", "nat1", "--discard"]);
+    assert!(s.mounts().is_empty(), "{:?}", s.mounts());
+    assert_eq!(record(&s, "nat1")["generation"], 1);
+
+    // kernel set refuses a kernel without an initramfs
+    let kdir = s.root().join("www/diskless/kernels");
+    let kver = record(&s, "nat1")["kernel"].as_str().unwrap().to_string();
+    std::fs::copy(kdir.join(&kver), kdir.join("vmlinuz-9.9.9-test")).unwrap();
+    let e = s.fails(&["kernel", "set", "nat1", "9.9.9-test"]);
+    assert_one_line_error(&e, "no initramfs");
+    assert!(s
+        .ok(&["kernels"])
+        .contains("vmlinuz-9.9.9-test - missing initramfs-kernel-9.9.9-test"));
+
+    // a clone boots as itself: its own boot.ipxe, its name on the kernel command line
+    s.ok(&["clone", "nat1", "nat2"]);
+    let bi = std::fs::read_to_string(s.images().join("nat2/boot.ipxe")).unwrap();
+    assert!(
+        bi.contains("/nat2/squashfs.img") && bi.contains("disklessset.image=nat2"),
+        "{bi}"
+    );
+    assert!(!bi.contains("nat1"), "{bi}");
+    s.ok(&["remove", "nat2", "--yes"]);
+
     // native images have no size to choose
     let e = s.fails(&["livenet", "resize", "nat1", "1G"]);
     assert_one_line_error(&e, "native layout");

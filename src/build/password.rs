@@ -44,6 +44,16 @@ fn hash_with_salt(clear: &str, salt: &[u8; SALT_BYTES]) -> Result<String> {
     Ok(s)
 }
 
+/// Does `clear` match the crypt(3) SHA-512 `hash` (e.g. a record's stored hash)?
+/// Anything that is not a SHA-512 crypt hash never matches.
+pub fn verify_password(clear: &str, hash: &str) -> bool {
+    use sha_crypt::PasswordVerifier;
+    hash.starts_with("$6$")
+        && ShaCrypt::SHA512
+            .verify_password(clear.as_bytes(), hash)
+            .is_ok()
+}
+
 /// Checks a stored hash is a crypt(3) string that is safe to put in `/etc/shadow`:
 /// `$id$...`, no `:` and no whitespace. SHA-512 hashes must have a 16-char salt and an
 /// 86-char digest.
@@ -112,6 +122,14 @@ pub fn first_line(mut r: impl BufRead, what: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verifies_against_a_stored_hash() {
+        let h = hash_password("pw-1").unwrap();
+        assert!(verify_password("pw-1", &h));
+        assert!(!verify_password("pw-2", &h));
+        assert!(!verify_password("pw-1", "not a hash"));
+    }
     use std::ffi::{CStr, CString};
 
     #[link(name = "crypt")]

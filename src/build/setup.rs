@@ -564,12 +564,18 @@ fn ready_unit(r: &Runner, t: &Path, name: &str) -> Result<()> {
     let script = format!(
         r#"#!/bin/sh
 # Written by disklessset: the boot marker. One line on the console once the system
-# is up; the boot tests wait for it. The name is read from os-release at run time,
-# so a cloned or renamed image (whose os-release was rewritten) tells the truth.
+# is up; the boot tests wait for it. The name the node was booted as comes from the
+# kernel command line (disklessset.image=, set by the image's boot.ipxe, so a clone
+# tells the truth); os-release says what the image was built as.
 built='{name}'
-name=$( . /etc/os-release 2>/dev/null; printf '%s' "$DISKLESSSET_IMAGE_NAME" )
-[ -n "$name" ] || name=$( . /usr/lib/os-release 2>/dev/null; printf '%s' "$DISKLESSSET_IMAGE_NAME" )
-line="disklessset: image ${{name:-$built}} booted (kernel $(uname -r), os-release ${{name:-unset}})"
+osname=$( . /etc/os-release 2>/dev/null; printf '%s' "$DISKLESSSET_IMAGE_NAME" )
+[ -n "$osname" ] || osname=$( . /usr/lib/os-release 2>/dev/null; printf '%s' "$DISKLESSSET_IMAGE_NAME" )
+name=
+for arg in $(cat /proc/cmdline 2>/dev/null); do
+  case "$arg" in disklessset.image=*) name=${{arg#disklessset.image=}} ;; esac
+done
+[ -n "$name" ] || name=${{osname:-$built}}
+line="disklessset: image $name booted (kernel $(uname -r), os-release ${{osname:-unset}})"
 echo "$line" > /dev/console 2>/dev/null || true
 echo "$line"
 "#

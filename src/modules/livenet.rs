@@ -44,6 +44,13 @@ impl Module for Livenet {
             "kernel set",
         ]
     }
+    /// The copied boot.ipxe names the source image: write the clone's own.
+    fn clone_extra(&self, ctx: &Ctx, _src: &ImageRecord, dst: &mut ImageRecord) -> Result<()> {
+        if dst.kernel.is_some() && dst.image.is_some() {
+            write_boot_ipxe(ctx, dst)?;
+        }
+        Ok(())
+    }
 }
 
 /// The work dir's parts for an image.
@@ -452,6 +459,7 @@ pub fn kernel_cmdline(rec: &ImageRecord, squashfs_url: &str) -> String {
         args.push("rd.net.dhcp.retry=4".into());
     }
     args.push(format!("selinux={}", u8::from(rec.selinux)));
+    args.push(format!("disklessset.image={}", rec.name));
     args.join(" ")
 }
 
@@ -673,6 +681,10 @@ pub struct LivenetCreate {
     pub layout: Layout,
     /// Compat layout only: the rootfs.img size (default auto).
     pub size: Option<SizeSpec>,
+    /// `size` is a floor: when the content needs more, the rootfs.img grows to fit (plus
+    /// the configured headroom) with a warning. Reference parameters files: their sizes
+    /// were chosen for EL images and must keep working unchanged.
+    pub size_at_least: bool,
     /// A crypt(3) SHA-512 hash (the clear password never reaches here).
     pub password_hash: Option<String>,
     /// Public key file; its text goes to /root/.ssh/authorized_keys.
@@ -694,6 +706,7 @@ impl LivenetCreate {
             livenet_type: crate::store::LivenetType::Core,
             layout: Layout::Native,
             size: None,
+            size_at_least: false,
             password_hash: None,
             ssh_pub_key_file: None,
             selinux: false,
@@ -888,6 +901,19 @@ pub fn create(ctx: &Ctx, o: &LivenetCreate) -> Result<CreateReport> {
     );
     if o.layout == Layout::Compat {
         rec.livenet_size = Some(match o.size.unwrap_or(SizeSpec::Auto) {
+            SizeSpec::Mib(m) if o.size_at_least && !dry => {
+                let min = pack::min_size_mib(&tree);
+                if m < min {
+                    let grown = min + cfg.resize_headroom_mib;
+                    tracing::warn!(
+                        "image {}: a size of {m}M is too small for its content (at least {min}M): its rootfs.img gets {grown}M",
+                        o.name
+                    );
+                    grown
+                } else {
+                    m
+                }
+            }
             SizeSpec::Mib(m) => m,
             SizeSpec::Auto => pack::min_size_mib(&tree) + cfg.resize_headroom_mib,
         });

@@ -167,6 +167,20 @@ impl Runner {
         self
     }
 
+    /// A runner (same plan, same cancel flag) whose command output lines also go to
+    /// `sink`, after the current sink if there is one: a log file for one command.
+    pub fn tee(&self, sink: LineSink) -> Runner {
+        let mut r = self.clone();
+        r.sink = Some(match self.sink.clone() {
+            Some(prev) => Arc::new(move |l: &str| {
+                prev(l);
+                sink(l);
+            }),
+            None => sink,
+        });
+        r
+    }
+
     /// The flag that, once set, kills the running command and makes the next one fail.
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
         self.cancel.clone()
@@ -282,7 +296,8 @@ impl Runner {
             .map(|t| t.iter().cloned().collect::<Vec<String>>().join("\n"))
             .unwrap_or_default();
         if !status.success() {
-            // The caller's error carries it; the log keeps it too.
+            // Info, not warn: the caller's error carries the command line and status;
+            // a warn line on the terminal would break the one-line error contract.
             tracing::info!(target: "run", "{line}: {status}");
         }
         Ok(Output {

@@ -83,6 +83,31 @@ pub enum Command {
     /// Manage an image's kernel
     #[command(subcommand)]
     Kernel(KernelCmd),
+    /// Create images from a parameters file (reference `image_data:` or native `images:`)
+    Create(CreateArgs),
+    /// Run an Ansible playbook in a livenet image (chroot connection); on success the
+    /// image is repacked as a new generation (when this command mounted it)
+    Ansible {
+        name: String,
+        playbook: PathBuf,
+        /// On failure, leave the image mounted for inspection instead of discarding
+        #[arg(long)]
+        keep_on_failure: bool,
+        /// Arguments for ansible-playbook (after --)
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run a command inside an image, in a private mount namespace. Not mounted: on a
+    /// throwaway overlay (changes discarded); mounted (`livenet mount`): in the mounted
+    /// tree (changes kept for `livenet unmount`). Exits with the command's exit code
+    Exec {
+        name: String,
+        /// The command and its arguments (after --)
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// An interactive shell inside an image (same rules as exec)
+    Shell { name: String },
     /// The built-in HTTP boot server for the store's boot tree
     Serve {
         /// Address to listen on [default: the config's listen, 127.0.0.1:8080]
@@ -159,6 +184,19 @@ pub struct LivenetCreateArgs {
     pub initramfs: String,
 }
 
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The parameters file (see share/params/ for both formats)
+    #[arg(long, value_name = "FILE")]
+    pub params: PathBuf,
+    /// Distro of the images that name none (reference files never do) [default: debian]
+    #[arg(long)]
+    pub distro: Option<String>,
+    /// Remove and rebuild the images that exist and differ from the file (with --yes)
+    #[arg(long)]
+    pub replace: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KernelCmd {
     /// Change an image's kernel (refused if that kernel has no initramfs)
@@ -182,6 +220,10 @@ pub enum DemoCmd {
 }
 
 pub fn main() -> i32 {
+    // `disklessset __nsrun ...`: the private-namespace helper of exec/shell.
+    if let Some(code) = disklessset::inside::maybe_nsrun() {
+        return code;
+    }
     install_panic_hook();
     // Die quietly on a closed pipe (`disklessset list | head`) like other Unix tools.
     // SAFETY: setting a signal disposition to its default at start-up, single-threaded.
@@ -385,6 +427,87 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
                     rep.pack_seconds
                 );
             }
+        }
+        Command::Create(a) => {
+            let rep = disklessset::params::create_from_params(
+                ctx,
+                &a.params,
+                &disklessset::params::ParamsOptions {
+                    distro: a.distro.clone(),
+                    replace: a.replace,
+                    yes: g.yes,
+                },
+            )?;
+            if g.json {
+                output::json(&rep)?;
+            } else {
+                for i in &rep.images {
+                    let mut line = format!(
+                        "{} image {}: {}",
+                        i.kind.as_str(),
+                        i.name,
+                        i.action.as_str()
+                    );
+                    if let Some(k) = i.kernel.as_deref().filter(|_| !rep.dry_run) {
+                        line.push_str(&format!(" (kernel {k}, {:.0}s)", i.seconds));
+                    }
+                    if !i.differences.is_empty() {
+                        line.push_str(&format!(" [{}]", i.differences.join("; ")));
+                    }
+                    println!("{line}");
+                }
+            }
+        }
+        Command::Ansible {
+            name,
+            playbook,
+            keep_on_failure,
+            args,
+        } => {
+            // The playbook's output on a terminal's stderr as it runs (the log file has
+            // all of it; scripts keep the one-line error).
+            let mut c = ctx.clone();
+            if !g.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                c.runner = ctx
+                    .runner
+                    .tee(std::sync::Arc::new(|l: &str| eprintln!("{l}")));
+            }
+            let rep = disklessset::inside::ansible(
+                &c,
+                &name,
+                &playbook,
+                &args,
+                &disklessset::inside::AnsibleOptions { keep_on_failure },
+            )?;
+            if g.json {
+                output::json(&rep)?;
+            } else if !g.dry_run {
+                match rep.generation {
+                    Some(gen) => println!(
+                        "playbook applied to image {name}: repacked as generation {gen} (log {})",
+                        rep.log.display()
+                    ),
+                    None if rep.mounted_here => println!(
+                        "playbook applied to image {name}: nothing changed (log {})",
+                        rep.log.display()
+                    ),
+                    None => println!(
+                        "playbook applied to the mounted image {name}; `disklessset livenet unmount {name}` repacks it (log {})",
+                        rep.log.display()
+                    ),
+                }
+            }
+        }
+        Command::Exec { name, cmd } => {
+            let out = disklessset::inside::exec(ctx, &name, &cmd)?;
+            return Ok(out.code);
+        }
+        Command::Shell { name } => {
+            let out = disklessset::inside::shell(ctx, &name)?;
+            if out.throwaway {
+                eprintln!("disklessset: {name} was not mounted: the shell ran on a throwaway overlay, its changes are discarded");
+            }
+            return Ok(out.code);
         }
         Command::Serve { listen } => {
             let addr = listen.unwrap_or_else(|| ctx.cfg.listen.clone());
