@@ -29,16 +29,32 @@ use super::{Event, TuiOptions};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Nothing,
-    DemoCreate { name: String, message: String },
-    Clone { src: String, dst: String },
+    DemoCreate {
+        name: String,
+        message: String,
+    },
+    Clone {
+        src: String,
+        dst: String,
+    },
     Remove(String),
     Clear(String),
     Mount(String),
     Unmount(String),
     Initramfs(String),
-    Resize { name: String, size: String },
+    Resize {
+        name: String,
+        size: String,
+    },
     Rollback(String),
-    KernelSet { name: String, version: String },
+    KernelSet {
+        name: String,
+        version: String,
+    },
+    Params {
+        path: String,
+        distro: Option<String>,
+    },
     CancelJob,
 }
 
@@ -379,9 +395,8 @@ impl App {
             Entry::Initramfs => {
                 self.push(Screen::Images(ImagesState::new(Purpose::Initramfs, None)))
             }
-            Entry::Params | Entry::Bootset => {
-                self.error(format!("{key} - {label}: {NOT_AVAILABLE}"))
-            }
+            Entry::Params => self.push(Screen::Form(FormState::new(forms::params_file()))),
+            Entry::Bootset => self.error(format!("{key} - {label}: {NOT_AVAILABLE}")),
         }
     }
 
@@ -604,6 +619,29 @@ impl App {
                     Box::new(move |ctx| {
                         let mnt = livenet::mount_image(ctx, &n)?;
                         Ok(format!("image {n} mounted at {}", mnt.display()))
+                    }),
+                );
+            }
+            Action::Params { path, distro } => {
+                self.start_job(
+                    format!("Create images from {path}"),
+                    After::Back,
+                    Box::new(move |ctx| {
+                        let rep = disklessset::params::create_from_params(
+                            ctx,
+                            std::path::Path::new(&path),
+                            &disklessset::params::ParamsOptions {
+                                distro,
+                                replace: false,
+                                yes: false,
+                            },
+                        )?;
+                        let done: Vec<String> = rep
+                            .images
+                            .iter()
+                            .map(|i| format!("{} {}", i.name, i.action.as_str()))
+                            .collect();
+                        Ok(format!("{path}: {}", done.join(", ")))
                     }),
                 );
             }

@@ -125,3 +125,53 @@ pub fn kernel_set(name: &str, versions: Vec<String>, current: Option<&str>) -> F
         },
     }
 }
+
+/// Checks a parameters file as you type its path: readable, and valid for the core's
+/// parser (its errors carry FILE:LINE:COLUMN). The installation checks (releases, key
+/// files) run in the job, through `params::create_from_params`.
+fn params_path(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("give the path of a parameters file".into());
+    }
+    let p = std::path::Path::new(s);
+    let text = std::fs::read_to_string(p).map_err(|e| format!("{s}: cannot read it: {e}"))?;
+    disklessset::params::parse(&text, p, None)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+pub const DISTROS: [&str; 7] = [
+    "(as in the file)",
+    "debian",
+    "ubuntu",
+    "rocky",
+    "alma",
+    "rhel",
+    "fedora",
+];
+
+/// `create --params FILE [--distro D]`.
+pub fn params_file() -> FormSpec {
+    FormSpec {
+        title: "Create images from a parameters file".into(),
+        recap: |v| format!("Create the images of {}", v.get("path")),
+        fields: vec![
+            FieldSpec::text("path", "Parameters file", params_path).help(
+                "The reference's image_data: format or the native one. Images that exist and match are skipped; differing ones are refused (replace them with the CLI's --replace).",
+            ),
+            FieldSpec {
+                key: "distro",
+                label: "Default distro",
+                kind: FieldKind::Choice(DISTROS.iter().map(|d| d.to_string()).collect()),
+                default: DISTROS[0].to_string(),
+                help: "For entries that name no distro (--distro).",
+            },
+        ],
+        submit: |v| Action::Params {
+            path: v.get("path").to_string(),
+            distro: Some(v.get("distro"))
+                .filter(|d| *d != DISTROS[0])
+                .map(str::to_string),
+        },
+    }
+}

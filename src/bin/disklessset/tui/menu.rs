@@ -68,7 +68,7 @@ pub const ITEMS: &[Item] = &[
         key: "5",
         label: "Create images from a parameters file",
         entry: Entry::Params,
-        missing: Some("not available in this build: parameters files (create --params) are not in the core yet"),
+        missing: None,
         heading: None,
     },
     Item {

@@ -175,10 +175,6 @@ fn main_menu_and_unavailable_entries() {
     let mut h = Harness::new();
     h.keys("");
     h.snap("menu_empty_store");
-    h.keys("5");
-    h.snap("menu_selected_5");
-    h.keys("<Enter>");
-    h.snap("menu_params_not_available");
     h.keys("b<Enter>");
     h.snap("menu_bootset_not_available");
     // 1 then 0 selects 10; arrows move; Enter on Exit leaves with 0.
@@ -424,4 +420,27 @@ fn livenet_actions_call_the_core_and_show_its_answer() {
     h.snap("resize_form");
     h.keys("<C-u>20M");
     h.snap("resize_form_too_small");
+}
+
+#[test]
+fn parameters_file_errors_show_line_and_column() {
+    let mut h = Harness::new();
+    let bad = h.dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        "image_data:\n  name: ok1\n  image_class: LivenetImage\n  livenet_type: Type.HUGE\n",
+    )
+    .expect("write");
+    h.keys("5<Enter>");
+    h.snap("params_form_empty");
+    h.keys(&format!("{}/nope.yml", h.dir.path().display()));
+    h.snap("params_form_missing_file");
+    h.keys(&format!("<C-u>{}", bad.display()));
+    h.snap("params_form_invalid_file");
+    h.keys("<Enter><Enter>");
+    assert!(
+        h.screen().contains("bad.yml:"),
+        "submitting keeps the form with its error:\n{}",
+        h.screen()
+    );
 }
