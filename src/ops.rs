@@ -334,6 +334,7 @@ pub fn recover(ctx: &Ctx) -> Result<RecoverReport> {
     }
     rep.loop_devices = detach_store_loops(ctx, &busy)?;
     rep.temp_files = remove_temp_files(ctx)?;
+    rep.temp_files.extend(remove_exec_dirs(ctx)?);
     Ok(rep)
 }
 
@@ -371,6 +372,31 @@ fn detach_store_loops(ctx: &Ctx, busy: &[PathBuf]) -> Result<Vec<String>> {
         ctx.runner
             .run(&Cmd::new("losetup").package("mount").arg("-d").arg(&devpath))?;
         out.push(format!("{devpath} ({})", backing.display()));
+    }
+    Ok(out)
+}
+
+/// Scratch dirs of `exec`/`shell` runs whose process is gone (`<work_dir>/.exec-NAME-PID`).
+fn remove_exec_dirs(ctx: &Ctx) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(&ctx.cfg.work_dir) else {
+        return Ok(out);
+    };
+    for e in rd.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = n.strip_prefix(".exec-") else {
+            continue;
+        };
+        let pid: i32 = rest
+            .rsplit('-')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if pid > 0 && Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        remove::remove_tree(&ctx.runner, &e.path())?;
+        out.push(e.path());
     }
     Ok(out)
 }

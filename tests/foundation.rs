@@ -100,11 +100,14 @@ fn recover_cleans_leftovers() {
         .join("fine")
         .join(".disklessset-tmp.999999.0000.squashfs.img");
     std::fs::write(&tmp, "half").unwrap();
+    let exec_dir = s.root().join("workdir/.exec-fine-999999");
+    std::fs::create_dir_all(exec_dir.join("mnt")).unwrap();
     let rep: serde_json::Value = serde_json::from_str(&s.ok(&["recover", "--json"])).unwrap();
     assert_eq!(rep["unmounted"].as_array().unwrap().len(), 1, "{rep}");
     assert_eq!(rep["stale_locks"].as_array().unwrap().len(), 1, "{rep}");
     assert_eq!(rep["corrupted"][0], "c1");
     assert!(!tmp.exists());
+    assert!(!exec_dir.exists(), "exec scratch dir of a dead process");
     assert!(s.mounts().is_empty());
     assert_eq!(s.state_of("fine").as_deref(), Some("created"));
     // a second run has nothing left to do
