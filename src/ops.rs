@@ -105,6 +105,13 @@ fn image_paths(cfg: &Config, name: &str, rec: Option<&ImageRecord>) -> Vec<PathB
     v
 }
 
+/// The paths `remove`/`clear` of image `name` would delete (its work dir, what its module
+/// owns elsewhere, its image dir): what a confirmation must name.
+pub fn removal_paths(cfg: &Config, name: &str) -> Vec<PathBuf> {
+    let rec = store::load(cfg, name).ok();
+    image_paths(cfg, name, rec.as_ref())
+}
+
 /// Unmounts everything below every path of the image, then checks nothing stays.
 fn unmount_all(ctx: &Ctx, paths: &[PathBuf]) -> Result<()> {
     for p in paths {

@@ -87,12 +87,14 @@ pub fn create(ctx: &Ctx, opts: &DemoCreate) -> Result<ImageRecord> {
     )?;
     let guard = MountGuard::new(&ctx.runner, &mnt);
     std::thread::sleep(opts.step_delay);
+    check_cancel(ctx)?;
 
     ctx.progress
         .step(2, STEPS, "write the message into the work tree");
     let staged = mnt.join("demo.txt");
     std::fs::write(&staged, format!("{}\n", opts.message)).at(&staged)?;
     std::thread::sleep(opts.step_delay);
+    check_cancel(ctx)?;
 
     if opts.crash {
         tracing::warn!("demo create {}: crashing on purpose (--crash)", opts.name);
@@ -104,6 +106,7 @@ pub fn create(ctx: &Ctx, opts: &DemoCreate) -> Result<ImageRecord> {
     let data = std::fs::read(&staged).at(&staged)?;
     fsutil::write_atomic(&cfg.image_dir(&opts.name).join("demo.txt"), &data, 0o644)?;
     std::thread::sleep(opts.step_delay);
+    check_cancel(ctx)?;
 
     ctx.progress.step(4, STEPS, "unmount the work tree");
     guard.unmount()?;
@@ -114,4 +117,17 @@ pub fn create(ctx: &Ctx, opts: &DemoCreate) -> Result<ImageRecord> {
     store::save(cfg, &rec)?;
     creation.finish()?;
     Ok(rec)
+}
+
+/// Stops between steps once the front-end set the runner's cancel flag; the creation's
+/// guards then unmount and leave the image for `clear`.
+fn check_cancel(ctx: &Ctx) -> Result<()> {
+    if ctx
+        .runner
+        .cancel_flag()
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return Err(crate::error::Error::Cancelled);
+    }
+    Ok(())
 }

@@ -402,6 +402,14 @@ fn run(cli: Cli) -> Result<i32> {
     let g = cli.global.clone();
     let cfg = load_config(&g)?;
     let Some(command) = cli.command else {
+        if stdin_is_tty() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            let opts = crate::tui::TuiOptions {
+                dry_run: g.dry_run,
+                verbosity: verbosity(&g),
+                ..Default::default()
+            };
+            return crate::tui::run(cfg, opts);
+        }
         eprintln!("disklessset: the full-screen menu needs a terminal; use the subcommands (`disklessset --help`), e.g. `disklessset list`");
         return Ok(2);
     };

@@ -1,0 +1,831 @@
+//! The state machine: a stack of screens (the main menu at the bottom), at most one
+//! confirm popup, the store status. `handle` takes every event; `render` draws.
+//! Actions end in core calls (`ops::*`, `modules::demo::create`) run as jobs.
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::Frame;
+
+use disklessset::kernel::KernelInfo;
+use disklessset::modules::{demo, livenet};
+use disklessset::ops::{self, Ctx};
+use disklessset::store::ImageInfo;
+use disklessset::sys::Runner;
+use disklessset::Config;
+
+use super::chrome::{self, MsgKind, StoreStatus};
+use super::form::{FormOutcome, FormState, Stage};
+use super::forms;
+use super::images::{self, ImagesState, Purpose, Request};
+use super::job::{After, Job, Work};
+use super::kernels;
+use super::menu::{Entry, MenuState, NOT_AVAILABLE};
+use super::modules::{self, ModuleEntry, Picked, Picker};
+use super::popup::{Answer, Confirm};
+use super::{Event, TuiOptions};
+
+/// What a confirmed popup or a submitted form asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Nothing,
+    DemoCreate {
+        name: String,
+        message: String,
+    },
+    Clone {
+        src: String,
+        dst: String,
+    },
+    Remove(String),
+    Clear(String),
+    Mount(String),
+    Unmount(String),
+    Initramfs(String),
+    Resize {
+        name: String,
+        size: String,
+    },
+    Rollback(String),
+    KernelSet {
+        name: String,
+        version: String,
+    },
+    Params {
+        path: String,
+        distro: Option<String>,
+    },
+    CancelJob,
+}
+
+pub enum Screen {
+    Menu(MenuState),
+    Modules(Picker, Vec<ModuleEntry>),
+    ModuleActions {
+        module: String,
+        picker: Picker,
+        actions: Vec<&'static str>,
+    },
+    Images(ImagesState),
+    Details(Box<Result<ImageInfo, String>>),
+    Form(FormState),
+    Kernels(Result<Vec<KernelInfo>, String>),
+    Job(Job),
+}
+
+/// How long a signal waits for a running job to stop before the UI exits anyway.
+const TERMINATE_GRACE: Duration = Duration::from_secs(10);
+const REFRESH_EVERY: Duration = Duration::from_secs(2);
+
+pub struct App {
+    cfg: Config,
+    opts: TuiOptions,
+    tx: Sender<Event>,
+    stack: Vec<Screen>,
+    popup: Option<Confirm>,
+    status: StoreStatus,
+    message: Option<(String, MsgKind)>,
+    exit: Option<i32>,
+    fatal: Option<String>,
+    next_job: u64,
+    terminating: Option<(i32, Instant)>,
+    last_refresh: Instant,
+    /// Key events handled so far (tests wait on it).
+    pub keys_seen: usize,
+}
+
+impl App {
+    pub fn new(cfg: Config, opts: TuiOptions, tx: Sender<Event>) -> App {
+        let status = StoreStatus::read(&cfg);
+        App {
+            cfg,
+            opts,
+            tx,
+            stack: vec![Screen::Menu(MenuState::default())],
+            popup: None,
+            status,
+            message: None,
+            exit: None,
+            fatal: None,
+            next_job: 1,
+            terminating: None,
+            last_refresh: Instant::now(),
+            keys_seen: 0,
+        }
+    }
+
+    pub fn exit_code(&self) -> Option<i32> {
+        self.exit
+    }
+
+    /// An error to print once the terminal is restored (a job panicked).
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+
+    pub fn job(&self) -> Option<&Job> {
+        self.stack.iter().rev().find_map(|s| match s {
+            Screen::Job(j) => Some(j),
+            _ => None,
+        })
+    }
+
+    fn job_mut(&mut self, id: u64) -> Option<&mut Job> {
+        self.stack.iter_mut().rev().find_map(|s| match s {
+            Screen::Job(j) if j.id == id => Some(j),
+            _ => None,
+        })
+    }
+
+    pub fn job_running(&self) -> bool {
+        self.job().map(Job::running).unwrap_or(false)
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx::new(self.cfg.clone(), Runner::new(self.opts.dry_run))
+    }
+
+    fn refresh(&mut self) {
+        self.status = StoreStatus::read(&self.cfg);
+        self.last_refresh = Instant::now();
+    }
+
+    fn push(&mut self, s: Screen) {
+        self.stack.push(s);
+        self.refresh();
+    }
+
+    fn pop(&mut self) {
+        if self.stack.len() > 1 {
+            self.stack.pop();
+        }
+        self.refresh();
+    }
+
+    fn info(&mut self, m: impl Into<String>) {
+        self.message = Some((m.into(), MsgKind::Info));
+    }
+
+    fn error(&mut self, m: impl Into<String>) {
+        self.message = Some((m.into(), MsgKind::Error));
+    }
+
+    // ------------------------------------------------------------------ events
+
+    pub fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Key(k) if k.kind != KeyEventKind::Release => {
+                self.keys_seen += 1;
+                self.on_key(k);
+            }
+            Event::Key(_) | Event::Resize => {}
+            Event::Tick => {
+                if let Some((sig, since)) = self.terminating {
+                    if since.elapsed() > TERMINATE_GRACE {
+                        self.exit = Some(128 + sig);
+                    }
+                }
+                if !self.job_running() && self.last_refresh.elapsed() > REFRESH_EVERY {
+                    self.refresh();
+                }
+            }
+            Event::Progress {
+                job,
+                index,
+                total,
+                label,
+            } => {
+                if let Some(j) = self.job_mut(job) {
+                    j.step = Some((index, total, label));
+                }
+            }
+            Event::Log { job, line } => {
+                if let Some(j) = self.job_mut(job) {
+                    j.push_log(line);
+                }
+            }
+            Event::JobDone {
+                job,
+                result,
+                panicked,
+            } => {
+                if let Some(j) = self.job_mut(job) {
+                    j.finish(result.clone());
+                }
+                self.refresh();
+                if panicked {
+                    // ratatui's panic hook has restored the terminal already: leave.
+                    self.fatal = Some(format!(
+                        "a job failed with an internal error: {}",
+                        result.err().unwrap_or_default()
+                    ));
+                    self.exit = Some(70);
+                } else if let Some((sig, _)) = self.terminating {
+                    self.exit = Some(128 + sig);
+                }
+            }
+            Event::Signal(sig) => {
+                let running = self.job_running();
+                if let Some(j) = self.stack.iter_mut().rev().find_map(|s| match s {
+                    Screen::Job(j) if j.running() => Some(j),
+                    _ => None,
+                }) {
+                    j.request_cancel();
+                }
+                if running {
+                    self.popup = None;
+                    self.terminating = Some((sig, Instant::now()));
+                    self.error(format!(
+                        "signal {sig}: cancelling the running job, then exiting"
+                    ));
+                } else {
+                    self.exit = Some(128 + sig);
+                }
+            }
+        }
+    }
+
+    fn on_key(&mut self, k: KeyEvent) {
+        self.message = None;
+        if self.terminating.is_some() {
+            return;
+        }
+        if k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL) {
+            if self.popup.take().is_some() {
+                return;
+            }
+            if self.job_running() {
+                self.ask_cancel();
+            } else if self.stack.len() > 1 {
+                self.stack.truncate(1);
+                self.refresh();
+            } else {
+                self.exit = Some(0);
+            }
+            return;
+        }
+        if let Some(p) = &mut self.popup {
+            match p.on_key(k) {
+                Answer::Yes(a) => {
+                    self.popup = None;
+                    self.perform(a);
+                }
+                Answer::No => self.popup = None,
+                Answer::Pending => {}
+            }
+            return;
+        }
+        let Some(top) = self.stack.last_mut() else {
+            return;
+        };
+        match top {
+            Screen::Menu(m) => {
+                if let Some(item) = m.on_key(k) {
+                    self.open(item.entry, item.key, item.label, item.missing);
+                }
+            }
+            Screen::Modules(p, entries) => match p.on_key(k) {
+                Picked::Back => self.pop(),
+                Picked::Open(i) => {
+                    if let Some(e) = entries.get(i) {
+                        if e.available {
+                            let picker = Picker {
+                                title: format!("{} module", e.name),
+                                items: e
+                                    .actions
+                                    .iter()
+                                    .map(|a| {
+                                        (action_label(&e.name, a), action_available(&e.name, a))
+                                    })
+                                    .collect(),
+                                selected: 0,
+                            };
+                            let s = Screen::ModuleActions {
+                                module: e.name.clone(),
+                                picker,
+                                actions: e.actions.clone(),
+                            };
+                            self.push(s);
+                        } else {
+                            let m = format!("module {}: {NOT_AVAILABLE}", e.name);
+                            self.error(m);
+                        }
+                    }
+                }
+                Picked::None => {}
+            },
+            Screen::ModuleActions {
+                module,
+                picker,
+                actions,
+            } => match picker.on_key(k) {
+                Picked::Back => self.pop(),
+                Picked::Open(i) => {
+                    let module = module.clone();
+                    match (module.as_str(), actions.get(i).copied()) {
+                        ("demo", Some("create")) => {
+                            self.push(Screen::Form(FormState::new(forms::demo_create())))
+                        }
+                        (_, Some(a)) if Purpose::for_module_action(a).is_some() => {
+                            if let Some(p) = Purpose::for_module_action(a) {
+                                self.push(Screen::Images(ImagesState::new(p, None)));
+                            }
+                        }
+                        (m, a) => {
+                            self.error(format!("{m} {}: {NOT_AVAILABLE}", a.unwrap_or("action")))
+                        }
+                    }
+                }
+                Picked::None => {}
+            },
+            Screen::Images(st) => {
+                let req = st.on_key(k, &self.status);
+                self.on_request(req);
+            }
+            Screen::Details(_) | Screen::Kernels(_) => {
+                if matches!(k.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q')) {
+                    self.pop();
+                }
+            }
+            Screen::Form(fs) => match fs.on_key(k) {
+                FormOutcome::Back => self.pop(),
+                FormOutcome::Submit(a) => self.perform(a),
+                FormOutcome::None => {}
+            },
+            Screen::Job(j) => {
+                if j.running() {
+                    if k.code == KeyCode::Esc {
+                        self.ask_cancel();
+                    }
+                } else if matches!(k.code, KeyCode::Esc | KeyCode::Enter) {
+                    self.leave_job();
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, entry: Entry, key: &str, label: &str, missing: Option<&'static str>) {
+        if let Some(why) = missing {
+            self.error(format!("{key} - {label}: {why}"));
+            return;
+        }
+        match entry {
+            Entry::Modules => {
+                let entries = modules::entries();
+                let picker = Picker {
+                    title: "Select the module".into(),
+                    items: entries
+                        .iter()
+                        .map(|e| (format!("{}: {}", e.name, e.description), e.available))
+                        .collect(),
+                    selected: 0,
+                };
+                self.push(Screen::Modules(picker, entries));
+            }
+            Entry::List => self.push(Screen::Images(ImagesState::new(Purpose::Browse, None))),
+            Entry::Remove => self.push(Screen::Images(ImagesState::new(Purpose::Remove, None))),
+            Entry::Clone => self.push(Screen::Images(ImagesState::new(Purpose::Clone, None))),
+            Entry::Clear => self.push(Screen::Images(ImagesState::new(Purpose::Clear, None))),
+            Entry::Kernel => self.push(Screen::Images(ImagesState::new(Purpose::Kernel, None))),
+            Entry::Kernels => {
+                let k = ops::kernels(&self.ctx()).map_err(|e| e.to_string());
+                self.push(Screen::Kernels(k));
+            }
+            Entry::Exit => self.exit = Some(0),
+            Entry::Initramfs => {
+                self.push(Screen::Images(ImagesState::new(Purpose::Initramfs, None)))
+            }
+            Entry::Params => self.push(Screen::Form(FormState::new(forms::params_file()))),
+            Entry::Bootset => self.error(format!("{key} - {label}: {NOT_AVAILABLE}")),
+        }
+    }
+
+    fn on_request(&mut self, req: Request) {
+        match req {
+            Request::None => {}
+            Request::Back => self.pop(),
+            Request::Details(n) => {
+                let info = ops::show(&self.ctx(), &n).map_err(|e| e.to_string());
+                self.push(Screen::Details(Box::new(info)));
+            }
+            Request::Act(p, n) => self.act(p, n),
+        }
+    }
+
+    /// An action on one image: a confirmation, a form, or straight to a job.
+    fn act(&mut self, p: Purpose, n: String) {
+        match p {
+            Purpose::Browse => {}
+            Purpose::Clone => self.push(Screen::Form(FormState::new(forms::clone(&n)))),
+            Purpose::Resize => self.push(Screen::Form(FormState::new(forms::resize(&n)))),
+            Purpose::Mount => self.perform(Action::Mount(n)),
+            Purpose::Initramfs => self.perform(Action::Initramfs(n)),
+            Purpose::Unmount => self.perform(Action::Unmount(n)),
+            Purpose::Kernel => {
+                let versions: Vec<String> = match ops::kernels(&self.ctx()) {
+                    Ok(k) => k.into_iter().map(|k| k.version).collect(),
+                    Err(e) => return self.error(e.to_string()),
+                };
+                if versions.is_empty() {
+                    let dir = self.cfg.kernels_dir.display().to_string();
+                    return self.error(format!(
+                        "no kernels in {dir}: copy vmlinuz-<version> files there"
+                    ));
+                }
+                let current = self
+                    .status
+                    .images
+                    .iter()
+                    .find(|i| i.name == n)
+                    .and_then(|i| i.record.as_ref())
+                    .and_then(|r| r.kernel_version().map(str::to_string));
+                let spec = forms::kernel_set(&n, versions, current.as_deref());
+                self.push(Screen::Form(FormState::new(spec)));
+            }
+            Purpose::Rollback => {
+                let state = self.state_of(&n);
+                self.popup = Some(Confirm {
+                    title: format!("Roll image {n} back?"),
+                    lines: vec![format!(
+                        "Image {n} ({state}) goes back to its previous generation; nodes booting it get that one."
+                    )],
+                    yes: "roll back".into(),
+                    no: "keep the current one".into(),
+                    action: Action::Rollback(n),
+                });
+            }
+            Purpose::Remove => {
+                let state = self.state_of(&n);
+                let mut lines = vec![format!(
+                    "Image {n} ({state}) and everything it owns will be deleted:"
+                )];
+                lines.extend(self.paths_to_delete(&n));
+                self.popup = Some(Confirm {
+                    title: format!("Remove image {n}?"),
+                    lines,
+                    yes: "remove it".into(),
+                    no: "keep it".into(),
+                    action: Action::Remove(n),
+                });
+            }
+            Purpose::Clear => {
+                let state = self.state_of(&n);
+                let mut lines = vec![format!(
+                    "Image {n} ({state}): everything below is unmounted and deleted, whatever its state:"
+                )];
+                lines.extend(self.paths_to_delete(&n));
+                lines.push("Use only as a last resort.".into());
+                self.popup = Some(Confirm {
+                    title: format!("Clear image {n}?"),
+                    lines,
+                    yes: "clear it".into(),
+                    no: "keep it".into(),
+                    action: Action::Clear(n),
+                });
+            }
+        }
+    }
+
+    fn state_of(&self, name: &str) -> String {
+        self.status
+            .images
+            .iter()
+            .find(|i| i.name == name)
+            .map(crate::output::state_label)
+            .unwrap_or_else(|| "unknown state".into())
+    }
+
+    /// The paths the core's remove/clear would delete that exist now.
+    fn paths_to_delete(&self, name: &str) -> Vec<String> {
+        let v: Vec<String> = ops::removal_paths(&self.cfg, name)
+            .into_iter()
+            .filter(|p| p.symlink_metadata().is_ok())
+            .map(|p| format!("  {}", p.display()))
+            .collect();
+        if v.is_empty() {
+            vec!["  (nothing on disk)".into()]
+        } else {
+            v
+        }
+    }
+
+    fn ask_cancel(&mut self) {
+        let Some(j) = self.job() else {
+            return;
+        };
+        if j.cancel_requested {
+            return;
+        }
+        self.popup = Some(Confirm {
+            title: "Cancel the running job?".into(),
+            lines: vec![
+                format!("{} is running.", j.title),
+                "Cancelling stops it at its next step; what it leaves is cleaned by `clear`."
+                    .into(),
+            ],
+            yes: "cancel it".into(),
+            no: "let it run".into(),
+            action: Action::CancelJob,
+        });
+    }
+
+    fn leave_job(&mut self) {
+        let Some(Screen::Job(j)) = self.stack.pop() else {
+            return;
+        };
+        match (&j.outcome, &j.after) {
+            (Some(Ok(m)), After::Images(name)) => {
+                let m = m.clone();
+                self.stack.truncate(1);
+                self.push(Screen::Images(ImagesState::new(
+                    Purpose::Browse,
+                    Some(name.clone()),
+                )));
+                self.info(m);
+            }
+            (Some(Ok(m)), After::Back) => {
+                let m = m.clone();
+                self.refresh();
+                self.info(m);
+            }
+            (Some(Err(e)), _) => {
+                let e = e.clone();
+                self.refresh();
+                self.error(e);
+            }
+            (None, _) => self.stack.push(Screen::Job(j)),
+        }
+    }
+
+    // ------------------------------------------------------------------ actions
+
+    fn perform(&mut self, a: Action) {
+        match a {
+            Action::Nothing => {}
+            Action::CancelJob => {
+                if let Some(Screen::Job(j)) = self.stack.last_mut() {
+                    if j.running() {
+                        j.request_cancel();
+                    }
+                }
+            }
+            Action::DemoCreate { name, message } => {
+                let delay = self.opts.demo_step_delay;
+                let n = name.clone();
+                self.start_job(
+                    format!("Create demo image {name}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let rec = demo::create(
+                            ctx,
+                            &demo::DemoCreate {
+                                name: n,
+                                message,
+                                crash: false,
+                                step_delay: delay,
+                            },
+                        )?;
+                        Ok(format!("created demo image {}", rec.name))
+                    }),
+                );
+            }
+            Action::Clone { src, dst } => {
+                let (s, d) = (src.clone(), dst.clone());
+                self.start_job(
+                    format!("Clone image {src} into {dst}"),
+                    After::Images(dst),
+                    Box::new(move |ctx| {
+                        let rec = ops::clone(ctx, &s, &d)?;
+                        Ok(format!("cloned {s} into {}", rec.name))
+                    }),
+                );
+            }
+            Action::Remove(name) => {
+                let n = name.clone();
+                self.start_job(
+                    format!("Remove image {name}"),
+                    After::Back,
+                    Box::new(move |ctx| {
+                        ops::remove(ctx, &n)?;
+                        Ok(format!("removed image {n}"))
+                    }),
+                );
+            }
+            Action::Mount(name) => {
+                let n = name.clone();
+                self.start_job(
+                    format!("Mount image {name}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let mnt = livenet::mount_image(ctx, &n)?;
+                        Ok(format!("image {n} mounted at {}", mnt.display()))
+                    }),
+                );
+            }
+            Action::Params { path, distro } => {
+                self.start_job(
+                    format!("Create images from {path}"),
+                    After::Back,
+                    Box::new(move |ctx| {
+                        let rep = disklessset::params::create_from_params(
+                            ctx,
+                            std::path::Path::new(&path),
+                            &disklessset::params::ParamsOptions {
+                                distro,
+                                replace: false,
+                                yes: false,
+                            },
+                        )?;
+                        let done: Vec<String> = rep
+                            .images
+                            .iter()
+                            .map(|i| format!("{} {}", i.name, i.action.as_str()))
+                            .collect();
+                        Ok(format!("{path}: {}", done.join(", ")))
+                    }),
+                );
+            }
+            Action::Initramfs(name) => {
+                let n = name.clone();
+                self.start_job(
+                    format!("Generate the initramfs of image {name}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let rep = livenet::initramfs(ctx, &n, None)?;
+                        Ok(format!(
+                            "initramfs {} ({}) built for image {n}",
+                            rep.file.display(),
+                            rep.flavour
+                        ))
+                    }),
+                );
+            }
+            Action::Unmount(name) => {
+                let n = name.clone();
+                self.start_job(
+                    format!("Unmount image {name}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let rep = livenet::unmount_image(ctx, &n, false)?;
+                        Ok(match rep.generation {
+                            Some(g) => format!("image {n} unmounted; repacked as generation {g}"),
+                            None => format!("image {n} unmounted; nothing changed"),
+                        })
+                    }),
+                );
+            }
+            Action::Resize { name, size } => {
+                let n = name.clone();
+                self.start_job(
+                    format!("Resize image {name} to {size}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let spec = livenet::SizeSpec::parse(&size)?;
+                        let rep = livenet::resize(ctx, &n, spec)?;
+                        Ok(format!(
+                            "image {n} resized from {}M to {}M; generation {}",
+                            rep.old_mib, rep.new_mib, rep.generation
+                        ))
+                    }),
+                );
+            }
+            Action::Rollback(name) => {
+                let n = name.clone();
+                self.start_job(
+                    format!("Roll back image {name}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let g = livenet::rollback(ctx, &n)?;
+                        Ok(format!("image {n} is back at generation {g}"))
+                    }),
+                );
+            }
+            Action::KernelSet { name, version } => {
+                let n = name.clone();
+                self.start_job(
+                    format!("Set the kernel of image {name}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let rec = livenet::kernel_set(ctx, &n, &version)?;
+                        Ok(format!(
+                            "image {n} now boots {} with {}",
+                            rec.kernel.unwrap_or_default(),
+                            rec.image.unwrap_or_default()
+                        ))
+                    }),
+                );
+            }
+            Action::Clear(name) => {
+                let n = name.clone();
+                self.start_job(
+                    format!("Clear image {name}"),
+                    After::Back,
+                    Box::new(move |ctx| {
+                        ops::clear(ctx, &n)?;
+                        Ok(format!("cleared image {n}"))
+                    }),
+                );
+            }
+        }
+    }
+
+    fn start_job(&mut self, title: String, after: After, work: Work) {
+        let id = self.next_job;
+        self.next_job += 1;
+        let job = Job::spawn(
+            id,
+            title,
+            after,
+            &self.cfg,
+            self.opts.dry_run,
+            &self.tx,
+            work,
+        );
+        self.stack.push(Screen::Job(job));
+    }
+
+    // ------------------------------------------------------------------ drawing
+
+    fn title_help(&self) -> (String, &'static str) {
+        let Some(top) = self.stack.last() else {
+            return (String::new(), "");
+        };
+        match top {
+            Screen::Menu(_) => (
+                "Diskless image management".into(),
+                "1-10 or ↑↓ select · Enter open · Ctrl-C exit",
+            ),
+            Screen::Modules(..) => (
+                "Modules".into(),
+                "digits or ↑↓ select · Enter open · Esc back",
+            ),
+            Screen::ModuleActions { module, .. } => (
+                format!("{module} module"),
+                "digits or ↑↓ select · Enter open · Esc back",
+            ),
+            Screen::Images(s) => (s.purpose.title().into(), s.help()),
+            Screen::Details(_) => ("Image details".into(), "Esc back"),
+            Screen::Form(f) => (
+                match f.stage {
+                    Stage::Editing => f.spec.title.clone(),
+                    Stage::Recap => format!("{} — recap", f.spec.title),
+                },
+                f.help(),
+            ),
+            Screen::Kernels(_) => ("Kernels".into(), "Esc back"),
+            Screen::Job(j) => (j.title.clone(), j.help()),
+        }
+    }
+
+    pub fn render(&self, f: &mut Frame) {
+        let (title, help) = self.title_help();
+        let body = chrome::draw(
+            f,
+            &title,
+            help,
+            self.message.as_ref(),
+            &self.status,
+            self.opts.dry_run,
+        );
+        match self.stack.last() {
+            Some(Screen::Menu(m)) => m.render(f, body),
+            Some(Screen::Modules(p, _)) => p.render(f, body),
+            Some(Screen::ModuleActions { picker, .. }) => picker.render(f, body),
+            Some(Screen::Images(s)) => s.render(f, body, &self.status),
+            Some(Screen::Details(i)) => images::render_details(f, body, i),
+            Some(Screen::Form(fs)) => fs.render(f, body),
+            Some(Screen::Kernels(k)) => {
+                kernels::render(f, body, k, &self.cfg.kernels_dir.display().to_string())
+            }
+            Some(Screen::Job(j)) => j.render(f, body),
+            None => {}
+        }
+        if let Some(p) = &self.popup {
+            p.render(f, f.area());
+        }
+    }
+}
+
+fn action_label(module: &str, action: &str) -> String {
+    let label = match (module, action) {
+        (m, "create") => format!("Create a {m} image"),
+        (_, "mount") => "Mount an image (to customise it)".into(),
+        (_, "unmount") => "Unmount an image (repack it)".into(),
+        (_, "resize") => "Resize an image".into(),
+        (_, "rollback") => "Roll an image back one generation".into(),
+        (_, "kernel set") => "Set the kernel of an image".into(),
+        (_, "initramfs") => "Generate the initramfs of an image".into(),
+        (_, a) => a.to_string(),
+    };
+    if action_available(module, action) {
+        label
+    } else if (module, action) == ("livenet", "create") {
+        format!("{label} (not in the TUI yet: use `disklessset livenet create`)")
+    } else {
+        format!("{label} ({NOT_AVAILABLE})")
+    }
+}
+
+fn action_available(module: &str, action: &str) -> bool {
+    (module, action) == ("demo", "create") || Purpose::for_module_action(action).is_some()
+}

@@ -1,0 +1,136 @@
+//! The frame around every screen: title bar, help line, message line, status bar (store
+//! path, image count, locks held by other processes).
+use std::path::PathBuf;
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::Frame;
+
+use disklessset::ops::{self, Ctx};
+use disklessset::store::{lock, ImageInfo};
+use disklessset::sys::Runner;
+use disklessset::Config;
+
+/// What the status bar and the images view show, read through `ops::list`.
+#[derive(Default)]
+pub struct StoreStatus {
+    pub store: PathBuf,
+    pub images: Vec<ImageInfo>,
+    /// Why the store could not be listed (it does not exist yet, ...).
+    pub error: Option<String>,
+    /// Locks held by other live processes: "name: pid N (operation)".
+    pub foreign_locks: Vec<String>,
+}
+
+impl StoreStatus {
+    pub fn read(cfg: &Config) -> StoreStatus {
+        let store = cfg.root.clone().unwrap_or_else(|| cfg.images_dir.clone());
+        let ctx = Ctx::new(cfg.clone(), Runner::new(true));
+        let me = std::process::id() as i32;
+        let (images, error) = match ops::list(&ctx) {
+            Ok(l) => (l, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        let mut foreign_locks: Vec<String> = images
+            .iter()
+            .filter_map(|i| i.holder.as_ref().map(|h| (i, h)))
+            .filter(|(_, h)| h.pid != me)
+            .map(|(i, h)| format!("{}: pid {} ({})", i.name, h.pid, h.operation))
+            .collect();
+        if let Some(h) = lock::holder(cfg, lock::STORE_LOCK).filter(|h| h.pid != me) {
+            foreign_locks.push(format!("store: pid {} ({})", h.pid, h.operation));
+        }
+        StoreStatus {
+            store,
+            images,
+            error,
+            foreign_locks,
+        }
+    }
+}
+
+pub enum MsgKind {
+    Info,
+    Error,
+}
+
+/// Splits the screen and draws title, help, message and status; returns the body area.
+pub fn draw(
+    f: &mut Frame,
+    title: &str,
+    help: &str,
+    message: Option<&(String, MsgKind)>,
+    status: &StoreStatus,
+    dry_run: bool,
+) -> Rect {
+    let area = f.area();
+    let msg_h = match message {
+        Some((m, _)) if m.chars().count() + 1 > area.width as usize => 2,
+        Some(_) => 1,
+        None => 0,
+    };
+    let help_h = if help.chars().count() + 1 > area.width as usize {
+        2
+    } else {
+        1
+    };
+    let [top, body, msg, help_area, status_area] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(msg_h),
+        Constraint::Length(help_h),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let bar = Style::default().fg(Color::Black).bg(Color::Cyan);
+    let mut t = vec![Span::styled(
+        format!(" disklessset — {title}"),
+        bar.add_modifier(Modifier::BOLD),
+    )];
+    if dry_run {
+        t.push(Span::styled("  [dry run: nothing changes]", bar));
+    }
+    f.render_widget(Paragraph::new(Line::from(t)).style(bar), top);
+    if let Some((m, kind)) = message {
+        let st = match kind {
+            MsgKind::Info => Style::default().fg(Color::Green),
+            MsgKind::Error => Style::default().fg(Color::Red),
+        };
+        f.render_widget(
+            Paragraph::new(Line::styled(format!(" {m}"), st)).wrap(Wrap { trim: true }),
+            msg,
+        );
+    }
+    f.render_widget(
+        Paragraph::new(Line::styled(
+            format!(" {help}"),
+            Style::default().fg(Color::DarkGray),
+        ))
+        .wrap(Wrap { trim: true }),
+        help_area,
+    );
+    let count = if status.error.is_some() {
+        "no store yet".to_string()
+    } else {
+        match status.images.len() {
+            1 => "1 image".to_string(),
+            n => format!("{n} images"),
+        }
+    };
+    let locks = if status.foreign_locks.is_empty() {
+        "no locks held by other processes".to_string()
+    } else {
+        format!("locked: {}", status.foreign_locks.join(", "))
+    };
+    f.render_widget(
+        Paragraph::new(Line::raw(format!(
+            " store {} │ {count} │ {locks}",
+            status.store.display()
+        )))
+        .style(Style::default().bg(Color::DarkGray).fg(Color::White)),
+        status_area,
+    );
+    body
+}

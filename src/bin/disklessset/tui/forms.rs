@@ -1,0 +1,177 @@
+//! The concrete forms. Each is data: fields, their validators (the core's own checks),
+//! the recap sentence, and the action the values become.
+//!
+//! The livenet create form, once `livenet create` is in the core, is one more function
+//! here: name (image name), distro and type (Choice), release (Text), layout (Choice),
+//! size (Size), password + confirmation (Password, Confirm), ssh key path (Text), packages.
+use super::app::Action;
+use super::form::{FieldKind, FieldSpec, FormSpec};
+
+fn image_name(s: &str) -> Result<(), String> {
+    disklessset::names::image(s).map_err(|e| e.to_string())
+}
+
+fn message(s: &str) -> Result<(), String> {
+    if s.contains('\0') {
+        Err("must not contain NUL bytes".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// `demo create NAME --message TEXT`.
+pub fn demo_create() -> FormSpec {
+    FormSpec {
+        title: "Create a demo image".into(),
+        recap: |v| format!("Create demo image {}", v.get("name")),
+        fields: vec![
+            FieldSpec::text("name", "Image name", image_name)
+                .help("Letters, digits, '-', '_' and '.'; at most 64 characters."),
+            FieldSpec::text("message", "Message", message)
+                .default("hello from disklessset")
+                .help("The text the demo image holds (demo.txt)."),
+        ],
+        submit: |v| Action::DemoCreate {
+            name: v.get("name").to_string(),
+            message: v.get("message").to_string(),
+        },
+    }
+}
+
+/// `clone SRC DST`.
+pub fn clone(src: &str) -> FormSpec {
+    FormSpec {
+        title: format!("Clone image {src}"),
+        recap: |v| format!("Clone image {} into {}", v.get("src"), v.get("name")),
+        fields: vec![
+            FieldSpec::text("name", "New image name", image_name)
+                .help("Letters, digits, '-', '_' and '.'; at most 64 characters."),
+            FieldSpec {
+                key: "src",
+                label: "Source",
+                kind: FieldKind::Choice(vec![src.to_string()]),
+                default: src.to_string(),
+                help: "The image to copy (pick another one in the images list).",
+            },
+        ],
+        submit: |v| Action::Clone {
+            src: v.get("src").to_string(),
+            dst: v.get("name").to_string(),
+        },
+    }
+}
+
+fn livenet_size(s: &str) -> Result<(), String> {
+    disklessset::modules::livenet::SizeSpec::parse(s)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// `livenet resize NAME SIZE`.
+pub fn resize(name: &str) -> FormSpec {
+    FormSpec {
+        title: format!("Resize image {name}"),
+        recap: |v| format!("Resize image {} to {}", v.get("name"), v.get("size")),
+        fields: vec![
+            FieldSpec::text("size", "New size", livenet_size)
+                .default("auto")
+                .help(
+                    "700M, 1.5G (100M to 50G), or auto: the content plus the configured headroom.",
+                ),
+            FieldSpec {
+                key: "name",
+                label: "Image",
+                kind: FieldKind::Choice(vec![name.to_string()]),
+                default: name.to_string(),
+                help: "",
+            },
+        ],
+        submit: |v| Action::Resize {
+            name: v.get("name").to_string(),
+            size: v.get("size").to_string(),
+        },
+    }
+}
+
+/// `kernel set NAME VERSION`: a choice among the kernels of the kernels dir.
+pub fn kernel_set(name: &str, versions: Vec<String>, current: Option<&str>) -> FormSpec {
+    let default = current
+        .filter(|c| versions.iter().any(|v| v == c))
+        .or(versions.first().map(String::as_str))
+        .unwrap_or_default()
+        .to_string();
+    FormSpec {
+        title: format!("Kernel of image {name}"),
+        recap: |v| format!("Image {} boots kernel {}", v.get("name"), v.get("version")),
+        fields: vec![
+            FieldSpec {
+                key: "version",
+                label: "Kernel",
+                kind: FieldKind::Choice(versions),
+                default,
+                help: "←→ to choose. The core refuses a kernel without its initramfs.",
+            },
+            FieldSpec {
+                key: "name",
+                label: "Image",
+                kind: FieldKind::Choice(vec![name.to_string()]),
+                default: name.to_string(),
+                help: "",
+            },
+        ],
+        submit: |v| Action::KernelSet {
+            name: v.get("name").to_string(),
+            version: v.get("version").to_string(),
+        },
+    }
+}
+
+/// Checks a parameters file as you type its path: readable, and valid for the core's
+/// parser (its errors carry FILE:LINE:COLUMN). The installation checks (releases, key
+/// files) run in the job, through `params::create_from_params`.
+fn params_path(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("give the path of a parameters file".into());
+    }
+    let p = std::path::Path::new(s);
+    let text = std::fs::read_to_string(p).map_err(|e| format!("{s}: cannot read it: {e}"))?;
+    disklessset::params::parse(&text, p, None)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+pub const DISTROS: [&str; 7] = [
+    "(as in the file)",
+    "debian",
+    "ubuntu",
+    "rocky",
+    "alma",
+    "rhel",
+    "fedora",
+];
+
+/// `create --params FILE [--distro D]`.
+pub fn params_file() -> FormSpec {
+    FormSpec {
+        title: "Create images from a parameters file".into(),
+        recap: |v| format!("Create the images of {}", v.get("path")),
+        fields: vec![
+            FieldSpec::text("path", "Parameters file", params_path).help(
+                "The reference's image_data: format or the native one. Images that exist and match are skipped; differing ones are refused (replace them with the CLI's --replace).",
+            ),
+            FieldSpec {
+                key: "distro",
+                label: "Default distro",
+                kind: FieldKind::Choice(DISTROS.iter().map(|d| d.to_string()).collect()),
+                default: DISTROS[0].to_string(),
+                help: "For entries that name no distro (--distro).",
+            },
+        ],
+        submit: |v| Action::Params {
+            path: v.get("path").to_string(),
+            distro: Some(v.get("distro"))
+                .filter(|d| *d != DISTROS[0])
+                .map(str::to_string),
+        },
+    }
+}

@@ -1,0 +1,189 @@
+//! The full-screen menu (`disklessset` without a subcommand, on a terminal).
+//!
+//! One event channel is fed by the input thread, the signal thread and job worker
+//! threads; the main thread alone owns the terminal and the state. Every action calls the
+//! same core function as its CLI subcommand: nothing here decides anything about images.
+//!
+//! Files: `app` (state machine and key handling), `menu`, `images`, `modules`, `kernels`,
+//! `form` (declarative forms and their recap) with `forms` (the concrete forms), `popup`
+//! (confirmations), `job` (worker threads, progress, live log), `logsink` (tracing to the
+//! log pane), `chrome` (title, help and status bars).
+mod app;
+mod chrome;
+mod form;
+mod forms;
+mod images;
+mod job;
+mod kernels;
+mod logsink;
+mod menu;
+mod modules;
+mod popup;
+
+#[cfg(test)]
+mod keys;
+#[cfg(test)]
+mod tests;
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use ratatui::backend::Backend;
+use ratatui::crossterm::event::{self as ct, KeyEvent, KeyEventKind};
+use ratatui::Terminal;
+
+use disklessset::logging::Verbosity;
+use disklessset::Config;
+
+pub use app::App;
+
+/// Front-end options the TUI shares with the CLI.
+#[derive(Debug, Clone)]
+pub struct TuiOptions {
+    pub dry_run: bool,
+    pub verbosity: Verbosity,
+    /// Pause between demo creation steps (the CLI's hidden `--step-delay-ms`).
+    pub demo_step_delay: Duration,
+}
+
+impl Default for TuiOptions {
+    fn default() -> Self {
+        TuiOptions {
+            dry_run: false,
+            verbosity: Verbosity::Quiet,
+            demo_step_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Everything the main thread reacts to.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Key(KeyEvent),
+    /// The terminal changed size (the next draw adapts).
+    Resize,
+    /// Nothing happened for a while: redraw the elapsed time, refresh the status.
+    Tick,
+    Progress {
+        job: u64,
+        index: usize,
+        total: usize,
+        label: String,
+    },
+    Log {
+        job: u64,
+        line: String,
+    },
+    JobDone {
+        job: u64,
+        result: std::result::Result<String, String>,
+        panicked: bool,
+    },
+    /// SIGTERM, SIGHUP, SIGINT, SIGQUIT: cancel any job, restore the terminal, exit.
+    Signal(i32),
+}
+
+const TICK: Duration = Duration::from_millis(250);
+
+/// Opens the full-screen app; returns the process exit code.
+pub fn run(cfg: Config, opts: TuiOptions) -> Result<i32> {
+    let (tx, rx) = mpsc::channel();
+    logsink::init_logging(&cfg, opts.verbosity);
+    let signals = spawn_signal_thread(tx.clone())?;
+    // ratatui::try_init enters raw mode and the alternate screen, and installs a panic hook
+    // that restores the terminal before the previous hook prints the panic.
+    let mut terminal = ratatui::try_init().context("opening the terminal")?;
+    let restore = RestoreGuard;
+    spawn_input_thread(tx.clone());
+    let mut app = App::new(cfg, opts, tx);
+    let res = event_loop(&mut terminal, &mut app, &rx, |_| false);
+    drop(restore);
+    signals.close();
+    if let Some(f) = app.fatal() {
+        eprintln!("disklessset: {f}");
+    }
+    res
+}
+
+/// Restores the terminal however `run` ends (error, early return).
+struct RestoreGuard;
+
+impl Drop for RestoreGuard {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+/// The event loop, shared by `run` and the tests: draw, wait for one event (or a tick),
+/// handle it and whatever else is already queued, until the app exits or `until` holds.
+pub(crate) fn event_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    rx: &Receiver<Event>,
+    mut until: impl FnMut(&App) -> bool,
+) -> Result<i32> {
+    loop {
+        terminal
+            .draw(|f| app.render(f))
+            .map_err(|e| anyhow::anyhow!("drawing the screen: {e}"))?;
+        if let Some(code) = app.exit_code() {
+            return Ok(code);
+        }
+        if until(app) {
+            return Ok(0);
+        }
+        let ev = match rx.recv_timeout(TICK) {
+            Ok(ev) => ev,
+            Err(RecvTimeoutError::Timeout) => Event::Tick,
+            Err(RecvTimeoutError::Disconnected) => return Ok(0),
+        };
+        app.handle(ev);
+        // Handle what queued up meanwhile before drawing again (log floods, typed-ahead keys).
+        for _ in 0..256 {
+            if app.exit_code().is_some() {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(ev) => app.handle(ev),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+fn spawn_input_thread(tx: Sender<Event>) {
+    std::thread::Builder::new()
+        .name("tui-input".into())
+        .spawn(move || loop {
+            let ev = match ct::read() {
+                Ok(ct::Event::Key(k)) if k.kind != KeyEventKind::Release => Event::Key(k),
+                Ok(ct::Event::Resize(..)) => Event::Resize,
+                Ok(_) => continue,
+                Err(_) => break,
+            };
+            if tx.send(ev).is_err() {
+                break;
+            }
+        })
+        .map(|_| ())
+        .unwrap_or_else(|e| tracing::warn!("cannot start the input thread: {e}"));
+}
+
+fn spawn_signal_thread(tx: Sender<Event>) -> Result<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT, SIGQUIT])
+        .context("installing the signal handlers")?;
+    let handle = signals.handle();
+    std::thread::Builder::new()
+        .name("tui-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(Event::Signal(sig)).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(handle)
+}

@@ -1,0 +1,446 @@
+//! The real event loop on a `TestBackend`, driven by readable key strings (helix style),
+//! with insta snapshots of every screen at 80×24 and 120×40, and assertions on the files
+//! the actions produced in a temporary store. Creating a demo image mounts a tmpfs: root.
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+use disklessset::logging::Verbosity;
+use disklessset::Config;
+
+use super::keys::parse;
+use super::{event_loop, logsink, App, Event, TuiOptions};
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
+
+struct Harness {
+    dir: tempfile::TempDir,
+    cfg: Config,
+    app: App,
+    tx: Sender<Event>,
+    rx: Receiver<Event>,
+    term: Terminal<TestBackend>,
+    sent: usize,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with_delay(Duration::ZERO)
+    }
+
+    fn with_delay(delay: Duration) -> Harness {
+        // /tmp/dlsXXXXXX: always the same length, so redacting it keeps the layout.
+        let dir = tempfile::Builder::new()
+            .prefix("dls")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let cfg = Config::under_root(dir.path()).expect("config");
+        logsink::init_logging(&cfg, Verbosity::Quiet);
+        let (tx, rx) = mpsc::channel();
+        let opts = TuiOptions {
+            dry_run: false,
+            verbosity: Verbosity::Quiet,
+            demo_step_delay: delay,
+        };
+        let app = App::new(cfg.clone(), opts, tx.clone());
+        let term = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+        Harness {
+            dir,
+            cfg,
+            app,
+            tx,
+            rx,
+            term,
+            sent: 0,
+        }
+    }
+
+    /// Sends the keys, then runs the event loop until they are handled and no job runs.
+    fn keys(&mut self, s: &str) -> &mut Self {
+        for k in parse(s) {
+            self.tx.send(Event::Key(k)).expect("send");
+            self.sent += 1;
+        }
+        let sent = self.sent;
+        self.run_until(move |a| a.keys_seen >= sent && !a.job_running());
+        self
+    }
+
+    /// Sends the keys and runs the loop until they are handled (a job may keep running).
+    fn press(&mut self, s: &str) -> &mut Self {
+        for k in parse(s) {
+            self.tx.send(Event::Key(k)).expect("send");
+            self.sent += 1;
+        }
+        let sent = self.sent;
+        self.run_until(move |a| a.keys_seen >= sent);
+        self
+    }
+
+    fn run_until(&mut self, mut f: impl FnMut(&App) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut timed_out = false;
+        event_loop(&mut self.term, &mut self.app, &self.rx, |a| {
+            timed_out = Instant::now() > deadline;
+            f(a) || timed_out
+        })
+        .expect("event loop");
+        assert!(!timed_out, "timed out; screen:\n{}", self.screen());
+    }
+
+    fn draw(&mut self, w: u16, h: u16) {
+        self.term.backend_mut().resize(w, h);
+        self.term.draw(|f| self.app.render(f)).expect("draw");
+    }
+
+    /// The screen with the store path and the elapsed time redacted (same lengths).
+    fn screen(&self) -> String {
+        let root = self.dir.path().display().to_string();
+        let s = self
+            .term
+            .backend()
+            .to_string()
+            .replace(&root, "/tmp/dlsXXXXXX");
+        redact_dates(&redact_elapsed(&s))
+    }
+
+    /// Snapshots the current state at both sizes.
+    fn snap(&mut self, name: &str) {
+        for (w, h) in SIZES {
+            self.draw(w, h);
+            insta::assert_snapshot!(format!("{name}@{w}x{h}"), self.screen());
+        }
+        self.draw(80, 24);
+    }
+
+    fn image_dir(&self, name: &str) -> std::path::PathBuf {
+        self.cfg.image_dir(name)
+    }
+}
+
+fn redact_elapsed(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("elapsed ") {
+        let (a, b) = rest.split_at(i + "elapsed ".len());
+        out.push_str(a);
+        let n = b
+            .char_indices()
+            .find(|(_, c)| !(c.is_ascii_digit() || *c == ':'))
+            .map(|(i, _)| i)
+            .unwrap_or(b.len());
+        out.extend(b[..n].chars().map(|c| if c == ':' { ':' } else { 'X' }));
+        rest = &b[n..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `2026-01-31` -> `YYYY-MM-DD` (creation dates).
+fn redact_dates(s: &str) -> String {
+    let b: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    let pat = "dddd-dd-dd";
+    while i < b.len() {
+        let m = b.len() - i >= pat.len()
+            && pat.chars().zip(&b[i..]).all(|(p, c)| {
+                if p == 'd' {
+                    c.is_ascii_digit()
+                } else {
+                    *c == p
+                }
+            });
+        if m {
+            out.push_str("YYYY-MM-DD");
+            i += pat.len();
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn create_demo(h: &mut Harness, name: &str) {
+    h.keys(&format!(
+        "1<Enter>1<Enter>1<Enter>{name}<Enter><Enter><Enter>"
+    ));
+}
+
+#[test]
+fn main_menu_and_unavailable_entries() {
+    let mut h = Harness::new();
+    h.keys("");
+    h.snap("menu_empty_store");
+    h.keys("b<Enter>");
+    h.snap("menu_bootset_not_available");
+    // 1 then 0 selects 10; arrows move; Enter on Exit leaves with 0.
+    h.keys("10<Up><Down>");
+    h.keys("<Enter>");
+    assert_eq!(h.app.exit_code(), Some(0));
+}
+
+#[test]
+fn ctrl_c_returns_to_the_menu_then_exits() {
+    let mut h = Harness::new();
+    h.keys("1<Enter>1<Enter>1<Enter>ab");
+    h.keys("<C-c>");
+    h.snap("menu_after_ctrl_c");
+    assert_eq!(h.app.exit_code(), None);
+    h.keys("<C-c>");
+    assert_eq!(h.app.exit_code(), Some(0));
+}
+
+#[test]
+fn create_demo_image_through_the_menus_then_remove_it() {
+    let mut h = Harness::new();
+    h.keys("1<Enter>");
+    h.snap("modules");
+    h.keys("3<Enter>");
+    h.snap("modules_nfs_not_available");
+    h.keys("1<Enter>");
+    h.snap("demo_module");
+    h.keys("1<Enter>");
+    h.snap("demo_form_empty");
+    h.keys("bad/name");
+    h.snap("demo_form_invalid_name");
+    h.keys("<C-u>demo1<Tab><C-u>hello TUI");
+    h.snap("demo_form_filled");
+    h.keys("<Enter>");
+    h.snap("demo_recap");
+    assert!(!h.image_dir("demo1").exists(), "nothing before the recap");
+    h.keys("<Enter>");
+    h.snap("demo_job_done");
+    let txt = std::fs::read_to_string(h.image_dir("demo1").join("demo.txt")).expect("demo.txt");
+    assert_eq!(txt, "hello TUI\n");
+    assert!(h.image_dir("demo1").join("image_data.yml").is_file());
+    h.keys("<Enter>");
+    h.snap("images_after_create");
+    h.keys("<Enter>");
+    h.snap("image_details");
+    h.keys("<Esc>r");
+    h.snap("remove_confirm");
+    h.keys("n");
+    assert!(h.image_dir("demo1").exists(), "n keeps the image");
+    h.keys("ry");
+    h.snap("remove_job_done");
+    assert!(!h.image_dir("demo1").exists());
+    assert!(!h.cfg.image_workdir("demo1").exists());
+    h.keys("<Enter>");
+    h.snap("images_after_remove");
+}
+
+#[test]
+fn remove_and_clone_from_the_main_menu() {
+    let mut h = Harness::new();
+    create_demo(&mut h, "src1");
+    h.keys("<Enter><Esc>4<Enter>");
+    h.snap("clone_pick_source");
+    h.keys("<Enter>");
+    h.snap("clone_form");
+    h.keys("copy1<Enter><Enter>");
+    h.snap("clone_recap");
+    h.keys("<Enter>");
+    assert_eq!(
+        std::fs::read_to_string(h.image_dir("copy1").join("demo.txt")).expect("clone"),
+        "hello from disklessset\n"
+    );
+    h.keys("<Enter>");
+    h.snap("images_after_clone");
+    h.keys("<Esc>3<Enter>");
+    h.snap("remove_pick");
+    h.keys("<Down><Enter>");
+    h.snap("remove_confirm_from_menu");
+    h.keys("y");
+    h.keys("<Enter>");
+    assert!(!h.image_dir("src1").exists());
+    assert!(h.image_dir("copy1").exists());
+}
+
+#[test]
+fn failures_show_the_core_error() {
+    let mut h = Harness::new();
+    create_demo(&mut h, "dup");
+    h.keys("<Enter><C-c>");
+    create_demo(&mut h, "dup");
+    h.snap("demo_job_failed_exists");
+    h.keys("<Enter>");
+    h.snap("demo_form_after_failure");
+}
+
+#[test]
+fn clear_a_corrupted_image_and_see_foreign_locks() {
+    let mut h = Harness::new();
+    create_demo(&mut h, "good");
+    h.keys("<Enter><C-c>");
+    // A corrupted image: a directory without its image_data.yml.
+    std::fs::create_dir_all(h.image_dir("broken").join("sub")).expect("mkdir");
+    std::fs::write(h.image_dir("broken").join("sub/f"), "x").expect("write");
+    // An image in creation by another live process (pid 1), holding its lock.
+    let start = disklessset::sys::proc::start_time(1).expect("pid 1");
+    let info = format!(r#"{{"pid":1,"start":{start},"operation":"livenet create","since":0}}"#);
+    std::fs::create_dir_all(h.cfg.locks_dir()).expect("locks");
+    std::fs::write(h.cfg.locks_dir().join("busy.lock"), &info).expect("lock");
+    let creating = h.cfg.state_dir.join("creating");
+    std::fs::create_dir_all(&creating).expect("creating");
+    std::fs::write(creating.join("busy"), &info).expect("marker");
+    h.keys("2<Enter>");
+    h.snap("images_states");
+    h.keys("<Esc>9<Enter>");
+    h.snap("clear_pick");
+    h.keys("<Enter>");
+    h.snap("clear_confirm");
+    h.keys("y");
+    h.snap("clear_job_done");
+    assert!(!h.image_dir("broken").exists());
+    assert!(h.image_dir("good").exists());
+}
+
+#[test]
+fn kernels_list() {
+    let mut h = Harness::new();
+    h.keys("7<Enter>");
+    h.snap("kernels_none");
+    h.keys("<Esc>");
+    let k = &h.cfg.kernels_dir;
+    std::fs::create_dir_all(k).expect("kernels dir");
+    std::fs::write(k.join("vmlinuz-6.1.0-27-amd64"), "k").expect("k");
+    std::fs::write(k.join("initramfs-kernel-6.1.0-27-amd64"), "i").expect("i");
+    std::fs::write(k.join("vmlinuz-4.18.0-305.el8.x86_64"), "k").expect("k");
+    h.keys("7<Enter>");
+    h.snap("kernels");
+}
+
+#[test]
+fn long_job_progress_and_cancel() {
+    let mut h = Harness::with_delay(Duration::from_millis(1500));
+    h.keys("1<Enter>1<Enter>1<Enter>slow<Enter><Enter>");
+    h.press("<Enter>");
+    // Step 1 mounts the tmpfs, then waits: a stable moment to look at (once the mount
+    // exists; cancelling while mount(8) runs would kill it instead).
+    let mnt = h
+        .cfg
+        .image_workdir("slow")
+        .join("mnt")
+        .display()
+        .to_string();
+    h.run_until(|a| {
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+            .map(|m| m.contains(&mnt))
+            .unwrap_or(false);
+        mounted
+            && a.job()
+                .map(|j| j.step.is_some() && j.log.iter().any(|l| l.contains("mount -t tmpfs")))
+                .unwrap_or(false)
+    });
+    assert!(h.app.job_running());
+    h.snap("job_running");
+    h.press("<Esc>");
+    h.snap("job_cancel_confirm");
+    h.press("y");
+    h.run_until(|a| a.job().map(|j| !j.running()).unwrap_or(false));
+    h.snap("job_cancelled");
+    // The core leaves a cancelled creation for `clear`; nothing stays mounted.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains(&h.dir.path().display().to_string()));
+    h.keys("<Enter><C-c>9<Enter><Enter>y");
+    assert!(!h.image_dir("slow").exists());
+}
+
+#[test]
+fn signal_while_a_job_runs_cancels_then_exits() {
+    let mut h = Harness::with_delay(Duration::from_millis(500));
+    h.keys("1<Enter>1<Enter>1<Enter>sig<Enter><Enter>");
+    h.press("<Enter>");
+    h.run_until(|a| a.job().and_then(|j| j.step.as_ref()).is_some());
+    h.tx.send(Event::Signal(15)).expect("send");
+    h.run_until(|a| a.exit_code().is_some());
+    assert_eq!(h.app.exit_code(), Some(143));
+    assert!(h.app.job().map(|j| !j.running()).unwrap_or(false));
+}
+
+#[test]
+fn resizing_degrades_gracefully() {
+    let mut h = Harness::new();
+    create_demo(&mut h, "img");
+    h.keys("<Enter>");
+    for (w, h2) in [(60, 20), (30, 8), (10, 3), (1, 1), (120, 40), (80, 24)] {
+        h.draw(w, h2);
+    }
+    h.draw(60, 20);
+    insta::assert_snapshot!("images_60x20", h.screen());
+    h.keys("r");
+    h.draw(60, 20);
+    insta::assert_snapshot!("remove_confirm_60x20", h.screen());
+    for (w, h2) in [(20, 6), (1, 1), (80, 24)] {
+        h.draw(w, h2);
+    }
+    h.keys("n<Esc><Esc>");
+    h.draw(60, 20);
+    insta::assert_snapshot!("menu_60x20", h.screen());
+    h.keys("1<Enter>1<Enter>1<Enter>x");
+    for (w, h2) in [(60, 20), (12, 4), (80, 24)] {
+        h.draw(w, h2);
+    }
+    // And through the event loop: a resize event between keys.
+    h.term.backend_mut().resize(60, 20);
+    h.tx.send(Event::Resize).expect("send");
+    h.keys("<Esc><Esc>");
+    insta::assert_snapshot!("demo_module_60x20", h.screen());
+}
+
+#[test]
+fn livenet_actions_call_the_core_and_show_its_answer() {
+    let mut h = Harness::new();
+    h.keys("1<Enter>2<Enter>");
+    h.snap("livenet_module");
+    h.keys("<Esc><Esc>");
+    create_demo(&mut h, "d1");
+    h.keys("<Enter>m");
+    h.snap("mount_demo_refused");
+    h.keys("<Enter>i");
+    h.snap("initramfs_demo_refused");
+    let k = h.cfg.kernels_dir.clone();
+    std::fs::create_dir_all(&k).expect("kernels dir");
+    std::fs::write(k.join("vmlinuz-6.1.0-27-amd64"), "k").expect("k");
+    std::fs::write(k.join("initramfs-kernel-6.1.0-27-amd64"), "i").expect("i");
+    std::fs::write(k.join("vmlinuz-6.12.0-1-amd64"), "k").expect("k");
+    h.keys("<Enter><Esc>6<Enter>");
+    h.snap("kernel_pick");
+    h.keys("<Enter>");
+    h.snap("kernel_form");
+    h.keys("<Right><Enter><Enter>");
+    h.snap("kernel_recap");
+    h.keys("<Enter>");
+    h.snap("kernel_set_demo_refused");
+    h.keys("<Enter><C-c>2<Enter>s");
+    h.snap("resize_form");
+    h.keys("<C-u>20M");
+    h.snap("resize_form_too_small");
+}
+
+#[test]
+fn parameters_file_errors_show_line_and_column() {
+    let mut h = Harness::new();
+    let bad = h.dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        "image_data:\n  name: ok1\n  image_class: LivenetImage\n  livenet_type: Type.HUGE\n",
+    )
+    .expect("write");
+    h.keys("5<Enter>");
+    h.snap("params_form_empty");
+    h.keys(&format!("{}/nope.yml", h.dir.path().display()));
+    h.snap("params_form_missing_file");
+    h.keys(&format!("<C-u>{}", bad.display()));
+    h.snap("params_form_invalid_file");
+    h.keys("<Enter><Enter>");
+    assert!(
+        h.screen().contains("bad.yml:"),
+        "submitting keeps the form with its error:\n{}",
+        h.screen()
+    );
+}
