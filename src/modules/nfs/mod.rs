@@ -39,7 +39,7 @@ impl Module for Nfs {
         "nfs"
     }
     fn description(&self) -> &'static str {
-        "NFS images: a staging tree, golden copies nodes boot read-only, per-node state that costs what it keeps"
+        "NFS images: staging trees, golden copies nodes boot read-only, per-node state"
     }
     fn classes(&self) -> &'static [ImageClass] {
         &[ImageClass::NfsStagingImage, ImageClass::NfsGoldenImage]

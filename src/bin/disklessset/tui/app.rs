@@ -819,8 +819,8 @@ fn action_label(module: &str, action: &str) -> String {
     };
     if action_available(module, action) {
         label
-    } else if (module, action) == ("livenet", "create") {
-        format!("{label} (not in the TUI yet: use `disklessset livenet create`)")
+    } else if (module, action) == ("livenet", "create") || module == "nfs" {
+        format!("{label} (not in the TUI yet: use `disklessset {module} {action}`)")
     } else {
         format!("{label} ({NOT_AVAILABLE})")
     }

@@ -200,8 +200,8 @@ fn create_demo_image_through_the_menus_then_remove_it() {
     h.keys("1<Enter>");
     h.snap("modules");
     h.keys("3<Enter>");
-    h.snap("modules_nfs_not_available");
-    h.keys("1<Enter>");
+    h.snap("modules_nfs");
+    h.keys("<Esc>1<Enter>");
     h.snap("demo_module");
     h.keys("1<Enter>");
     h.snap("demo_form_empty");
