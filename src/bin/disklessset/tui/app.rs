@@ -55,7 +55,25 @@ pub enum Action {
         path: String,
         distro: Option<String>,
     },
+    LivenetCreate(Box<LivenetForm>),
     CancelJob,
+}
+
+/// The livenet create form's values, as the CLI's arguments hold them; the job turns them
+/// into `LivenetCreate` with the CLI's own `livenet_create_options`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LivenetForm {
+    pub name: String,
+    pub distro: String,
+    pub release: Option<String>,
+    pub livenet_type: String,
+    pub layout: String,
+    pub size: Option<String>,
+    /// The crypt(3) hash, or why hashing failed.
+    pub password_hash: Result<String, String>,
+    pub ssh_key: Option<std::path::PathBuf>,
+    pub packages: Vec<String>,
+    pub initramfs: String,
 }
 
 pub enum Screen {
@@ -326,6 +344,9 @@ impl App {
                         ("demo", Some("create")) => {
                             self.push(Screen::Form(FormState::new(forms::demo_create())))
                         }
+                        ("livenet", Some("create")) => {
+                            self.push(Screen::Form(FormState::new(forms::livenet_create())))
+                        }
                         (_, Some(a)) if Purpose::for_module_action(a).is_some() => {
                             if let Some(p) = Purpose::for_module_action(a) {
                                 self.push(Screen::Images(ImagesState::new(p, None)));
@@ -589,6 +610,56 @@ impl App {
                     }),
                 );
             }
+            Action::LivenetCreate(form) => {
+                let LivenetForm {
+                    name,
+                    distro,
+                    release,
+                    livenet_type,
+                    layout,
+                    size,
+                    password_hash,
+                    ssh_key,
+                    packages,
+                    initramfs,
+                } = *form;
+                let hash = match password_hash {
+                    Ok(h) => h,
+                    Err(e) => return self.error(e),
+                };
+                let args = crate::cli::LivenetCreateArgs {
+                    name: name.clone(),
+                    distro,
+                    release,
+                    livenet_type,
+                    layout,
+                    size,
+                    password_file: None,
+                    password_stdin: false,
+                    ssh_key,
+                    selinux: false,
+                    optimize: false,
+                    packages,
+                    mirror: None,
+                    initramfs,
+                };
+                self.start_job(
+                    format!("Create livenet image {name}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let mut o = crate::cli::livenet_create_options(&args)?;
+                        o.password_hash = Some(hash);
+                        let rep = livenet::create(ctx, &o)?;
+                        Ok(format!(
+                            "created livenet image {} (kernel {}, squashfs {}, build {:.0}s)",
+                            rep.name,
+                            rep.kernel,
+                            disklessset::fsutil::human_size(rep.squashfs_bytes),
+                            rep.build_seconds
+                        ))
+                    }),
+                );
+            }
             Action::Clone { src, dst } => {
                 let (s, d) = (src.clone(), dst.clone());
                 self.start_job(
@@ -819,13 +890,12 @@ fn action_label(module: &str, action: &str) -> String {
     };
     if action_available(module, action) {
         label
-    } else if (module, action) == ("livenet", "create") {
-        format!("{label} (not in the TUI yet: use `disklessset livenet create`)")
     } else {
         format!("{label} ({NOT_AVAILABLE})")
     }
 }
 
 fn action_available(module: &str, action: &str) -> bool {
-    (module, action) == ("demo", "create") || Purpose::for_module_action(action).is_some()
+    matches!((module, action), ("demo" | "livenet", "create"))
+        || Purpose::for_module_action(action).is_some()
 }

@@ -444,3 +444,64 @@ fn parameters_file_errors_show_line_and_column() {
         h.screen()
     );
 }
+
+#[test]
+fn livenet_create_form_validates_and_recaps_and_cancelling_creates_nothing() {
+    let mut h = Harness::new();
+    h.keys("1<Enter>2<Enter>1<Enter>");
+    h.snap("livenet_create_form_empty");
+    // The name is checked as typed; submitting with errors focuses the first one.
+    h.keys("bad/name<Tab><Right><Right><Tab>9<Tab><Left><Tab><Right><Tab>10M");
+    h.snap("livenet_create_form_bad_name_and_size");
+    h.keys("<C-u>auto<Tab>secret<Tab>secreT<Tab>/nonexistent.pub<Tab>vim, curl htop<Tab><C-u>");
+    h.snap("livenet_create_form_errors");
+    // Submitting with errors focuses the first one (the name).
+    h.keys("<Enter>");
+    h.snap("livenet_create_form_errors_on_submit");
+    let key = h.dir.path().join("id.pub");
+    std::fs::write(&key, "ssh-ed25519 AAAA test\n").expect("key");
+    h.keys(&format!(
+        "<C-u>lv1<Tab><Tab><Tab><Tab><Tab><Tab><Tab><C-u>secret<Tab><C-u>{}<Tab><C-u>vim, curl,htop<Tab><Right>",
+        key.display()
+    ));
+    h.snap("livenet_create_form_valid");
+    h.keys("<Enter>");
+    h.snap("livenet_create_recap");
+    assert!(
+        !h.screen().contains("secret"),
+        "the clear password is never shown"
+    );
+    // Cancelling at the recap goes back to the form; Esc leaves it: nothing was created.
+    h.keys("<Esc>");
+    h.snap("livenet_create_recap_cancelled");
+    h.keys("<Esc>");
+    assert!(h.app.job().is_none(), "no job was started");
+    assert!(!h.image_dir("lv1").exists(), "nothing was created");
+    h.keys("<Esc><Esc>");
+    h.keys("2<Enter>");
+    assert!(h.screen().contains("No images") || !h.screen().contains("lv1"));
+}
+
+#[test]
+fn livenet_create_submit_carries_only_the_password_hash() {
+    use super::app::Action;
+    use super::form::{FormOutcome, FormState};
+    let mut s = FormState::new(super::forms::livenet_create());
+    let mut out = None;
+    for k in parse(
+        "lv1<Tab><Tab><Tab><Tab><Tab><Tab>secret<Tab>secret<Enter><Enter><Enter><Enter><Enter>",
+    ) {
+        if let FormOutcome::Submit(a) = s.on_key(k) {
+            out = Some(a);
+        }
+    }
+    let Some(Action::LivenetCreate(f)) = out else {
+        panic!("no livenet create action");
+    };
+    let hash = f.password_hash.clone().expect("hashed");
+    assert!(hash.starts_with("$6$"), "{hash}");
+    assert!(!format!("{f:?}").contains("secret"));
+    assert_eq!((f.distro.as_str(), f.layout.as_str()), ("debian", "native"));
+    assert_eq!(f.size, None);
+    assert_eq!(f.initramfs, "own");
+}
