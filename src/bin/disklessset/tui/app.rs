@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::Frame;
 
+use disklessset::boot::bootset::{self as core_bootset, StatusLine};
 use disklessset::kernel::KernelInfo;
 use disklessset::modules::{demo, livenet};
 use disklessset::ops::{self, Ctx};
@@ -14,6 +15,7 @@ use disklessset::store::ImageInfo;
 use disklessset::sys::Runner;
 use disklessset::Config;
 
+use super::bootset;
 use super::chrome::{self, MsgKind, StoreStatus};
 use super::form::{FormOutcome, FormState, Stage};
 use super::forms;
@@ -88,6 +90,7 @@ pub enum Screen {
     Details(Box<Result<ImageInfo, String>>),
     Form(FormState),
     Kernels(Result<Vec<KernelInfo>, String>),
+    Bootset(Result<Vec<StatusLine>, String>),
     Job(Job),
 }
 
@@ -363,7 +366,7 @@ impl App {
                 let req = st.on_key(k, &self.status);
                 self.on_request(req);
             }
-            Screen::Details(_) | Screen::Kernels(_) => {
+            Screen::Details(_) | Screen::Kernels(_) | Screen::Bootset(_) => {
                 if matches!(k.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q')) {
                     self.pop();
                 }
@@ -417,7 +420,10 @@ impl App {
                 self.push(Screen::Images(ImagesState::new(Purpose::Initramfs, None)))
             }
             Entry::Params => self.push(Screen::Form(FormState::new(forms::params_file()))),
-            Entry::Bootset => self.error(format!("{key} - {label}: {NOT_AVAILABLE}")),
+            Entry::Bootset => {
+                let s = core_bootset::status(&self.ctx(), None).map_err(|e| e.to_string());
+                self.push(Screen::Bootset(s));
+            }
         }
     }
 
@@ -844,6 +850,7 @@ impl App {
                 f.help(),
             ),
             Screen::Kernels(_) => ("Kernels".into(), "Esc back"),
+            Screen::Bootset(_) => ("Boot status of nodes".into(), "Esc back"),
             Screen::Job(j) => (j.title.clone(), j.help()),
         }
     }
@@ -867,6 +874,9 @@ impl App {
             Some(Screen::Form(fs)) => fs.render(f, body),
             Some(Screen::Kernels(k)) => {
                 kernels::render(f, body, k, &self.cfg.kernels_dir.display().to_string())
+            }
+            Some(Screen::Bootset(s)) => {
+                bootset::render(f, body, s, &self.cfg.nodes_file.display().to_string())
             }
             Some(Screen::Job(j)) => j.render(f, body),
             None => {}

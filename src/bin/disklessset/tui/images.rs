@@ -193,10 +193,7 @@ impl ImagesState {
                     } else {
                         "-".into()
                     },
-                    i.record
-                        .as_ref()
-                        .and_then(|r| r.nodes.clone())
-                        .unwrap_or_else(|| "-".into()),
+                    st.nodes.get(&i.name).cloned().unwrap_or_else(|| "-".into()),
                 ])
                 .style(style)
             })
@@ -213,16 +210,7 @@ impl ImagesState {
             6,
             longest(&|i| i.kernel.as_deref().unwrap_or("-").len(), 6).min(40),
             3,
-            longest(
-                &|i| {
-                    i.record
-                        .as_ref()
-                        .and_then(|r| r.nodes.as_deref())
-                        .map_or(1, str::len)
-                },
-                5,
-            )
-            .min(40),
+            longest(&|i| st.nodes.get(&i.name).map_or(1, String::len), 5).min(40),
         ];
         let avail = table_area.width.saturating_sub(2 + 2 + 7) as usize;
         let widths: Vec<Constraint> = fit_columns(&preferred, avail)

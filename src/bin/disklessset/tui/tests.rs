@@ -175,8 +175,6 @@ fn main_menu_and_unavailable_entries() {
     let mut h = Harness::new();
     h.keys("");
     h.snap("menu_empty_store");
-    h.keys("b<Enter>");
-    h.snap("menu_bootset_not_available");
     // 1 then 0 selects 10; arrows move; Enter on Exit leaves with 0.
     h.keys("10<Up><Down>");
     h.keys("<Enter>");
@@ -504,4 +502,53 @@ fn livenet_create_submit_carries_only_the_password_hash() {
     assert_eq!((f.distro.as_str(), f.layout.as_str()), ("debian", "native"));
     assert_eq!(f.size, None);
     assert_eq!(f.initramfs, "own");
+}
+
+#[test]
+fn bootset_status_and_images_nodes_column() {
+    use disklessset::boot::bootset::{assign, Assign, BootType, NetMode};
+    let mut h = Harness::new();
+    h.keys("b<Enter>");
+    h.snap("bootset_no_nodes");
+    h.keys("<Esc>");
+    std::fs::write(
+        &h.cfg.nodes_file,
+        "c001: {mac: '52:54:00:aa:00:01', groups: [compute]}\n\
+         c002: {groups: [compute]}\n\
+         c003: {groups: [compute]}\n\
+         c004: {groups: [compute]}\n\
+         login1: {groups: [login]}\n",
+    )
+    .expect("nodes.yml");
+    let ctx = disklessset::ops::Ctx::new(h.cfg.clone(), disklessset::sys::Runner::new(false));
+    for (set, bt) in [("c[001-002]", BootType::Disk), ("@login", BootType::Next)] {
+        assign(
+            &ctx,
+            &Assign {
+                nodeset: set.into(),
+                boot_type: bt,
+                image: None,
+                extra: None,
+                net: NetMode::Default,
+            },
+        )
+        .expect("bootset");
+    }
+    create_demo(&mut h, "d1");
+    // A diskless assignment needs a bootable image; its script is what bootset writes
+    // for one (the lines the status reads).
+    std::fs::write(
+        h.cfg.nodes_ipxe_dir.join("c003.ipxe"),
+        "#!ipxe\nset dls-boot-type diskless\nset node-image d1\n",
+    )
+    .expect("c003.ipxe");
+    h.keys("<Enter><C-c>b<Enter>");
+    h.snap("bootset_status");
+    h.keys("<Esc>2<Enter>");
+    h.snap("images_nodes_column");
+    assert!(h.screen().contains("c003"), "{}", h.screen());
+    // A broken inventory: the status view shows the core's error.
+    std::fs::write(&h.cfg.nodes_file, "c001: [oops\n").expect("nodes.yml");
+    h.keys("<C-c>b<Enter>");
+    h.snap("bootset_bad_inventory");
 }
