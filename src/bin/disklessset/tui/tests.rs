@@ -552,3 +552,15 @@ fn bootset_status_and_images_nodes_column() {
     h.keys("<C-c>b<Enter>");
     h.snap("bootset_bad_inventory");
 }
+
+#[test]
+fn livenet_create_job_shows_the_core_refusal() {
+    // A size with the native layout: the core refuses it before building anything.
+    let mut h = Harness::new();
+    h.keys("1<Enter>2<Enter>1<Enter>lv2<Tab><Tab><Tab><Tab><Tab>1G<Tab>pw<Tab>pw<Tab><Tab><Tab><Enter>");
+    h.snap("livenet_create_recap_native_with_size");
+    h.keys("<Enter>");
+    h.snap("livenet_create_refused_by_the_core");
+    assert!(h.screen().contains("compat layout only"), "{}", h.screen());
+    assert!(!h.image_dir("lv2").exists(), "nothing was created");
+}
