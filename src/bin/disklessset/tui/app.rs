@@ -870,7 +870,15 @@ impl App {
             Some(Screen::Modules(p, _)) => p.render(f, body),
             Some(Screen::ModuleActions { picker, .. }) => picker.render(f, body),
             Some(Screen::Images(s)) => s.render(f, body, &self.status),
-            Some(Screen::Details(i)) => images::render_details(f, body, i),
+            Some(Screen::Details(i)) => {
+                let booted_by = i
+                    .as_ref()
+                    .as_ref()
+                    .ok()
+                    .and_then(|i| self.status.nodes.get(&i.name))
+                    .map(String::as_str);
+                images::render_details(f, body, i, booted_by)
+            }
             Some(Screen::Form(fs)) => fs.render(f, body),
             Some(Screen::Kernels(k)) => {
                 kernels::render(f, body, k, &self.cfg.kernels_dir.display().to_string())

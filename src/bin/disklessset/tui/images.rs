@@ -239,7 +239,13 @@ impl ImagesState {
 }
 
 /// One image in detail (`show NAME`).
-pub fn render_details(f: &mut Frame, area: Rect, info: &Result<ImageInfo, String>) {
+/// `booted_by`: the nodes bootset assigns to the image, folded.
+pub fn render_details(
+    f: &mut Frame,
+    area: Rect,
+    info: &Result<ImageInfo, String>,
+    booted_by: Option<&str>,
+) {
     let block = Block::default().borders(Borders::ALL).title(" Image ");
     let lines: Vec<Line> = match info {
         Err(e) => vec![Line::styled(e.clone(), Style::default().fg(Color::Red))],
@@ -276,6 +282,7 @@ pub fn render_details(f: &mut Frame, area: Rect, info: &Result<ImageInfo, String
                 v.push(("is_mounted", r.is_mounted.to_string()));
                 v.push(("creation_date", opt(&r.creation_date)));
             }
+            v.push(("booted by", booted_by.unwrap_or("-").to_string()));
             for m in &i.mounts {
                 v.push(("mount", m.display().to_string()));
             }

@@ -547,6 +547,9 @@ fn bootset_status_and_images_nodes_column() {
     h.keys("<Esc>2<Enter>");
     h.snap("images_nodes_column");
     assert!(h.screen().contains("c003"), "{}", h.screen());
+    h.keys("<Enter>");
+    h.snap("details_booted_by");
+    h.keys("<Esc>");
     // A broken inventory: the status view shows the core's error.
     std::fs::write(&h.cfg.nodes_file, "c001: [oops\n").expect("nodes.yml");
     h.keys("<C-c>b<Enter>");
