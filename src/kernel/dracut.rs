@@ -10,10 +10,10 @@ use crate::ops::Ctx;
 use crate::sys::runner::Cmd;
 
 /// dracut modules of a livenet/NFS initramfs (measured minimal list).
-pub const DRACUT_MODULES: &str = "bash systemd systemd-initrd dracut-systemd base fs-lib img-lib udev-rules rootfs-block network-legacy network url-lib livenet dmsquash-live overlayfs nfs";
+pub const DRACUT_MODULES: &str = "bash systemd systemd-initrd dracut-systemd base fs-lib img-lib udev-rules rootfs-block network-legacy network url-lib livenet dmsquash-live overlayfs";
 
 /// Drivers always added: virtual and common NICs, the filesystems a live root needs.
-pub const DRACUT_DRIVERS: &str = "virtio_pci virtio_net virtio_blk virtio_scsi e1000 e1000e igb ixgbe tg3 bnx2 r8169 loop squashfs overlay ext4 xfs nfs nfsv4";
+pub const DRACUT_DRIVERS: &str = "virtio_pci virtio_net virtio_blk virtio_scsi e1000 e1000e igb ixgbe tg3 bnx2 r8169 loop squashfs overlay ext4 xfs";
 
 /// Builds `out` with dracut from `tree`'s modules for kernel `kver`; returns seconds.
 pub fn build(ctx: &Ctx, tree: &Path, kver: &str, out: &Path) -> Result<f64> {

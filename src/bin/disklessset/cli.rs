@@ -688,7 +688,7 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
 
 /// Turns the command line into the core's create options (the password is hashed here,
 /// by the core's function, and the clear text dropped).
-fn livenet_create_options(a: &LivenetCreateArgs) -> Result<livenet::LivenetCreate> {
+pub(crate) fn livenet_create_options(a: &LivenetCreateArgs) -> Result<livenet::LivenetCreate> {
     use disklessset::build::password;
     use disklessset::store::{Layout, LivenetType};
     let mut o = livenet::LivenetCreate::new(&a.name);

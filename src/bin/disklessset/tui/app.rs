@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::Frame;
 
+use disklessset::boot::bootset::{self as core_bootset, StatusLine};
 use disklessset::kernel::KernelInfo;
 use disklessset::modules::{demo, livenet};
 use disklessset::ops::{self, Ctx};
@@ -14,6 +15,7 @@ use disklessset::store::ImageInfo;
 use disklessset::sys::Runner;
 use disklessset::Config;
 
+use super::bootset;
 use super::chrome::{self, MsgKind, StoreStatus};
 use super::form::{FormOutcome, FormState, Stage};
 use super::forms;
@@ -55,7 +57,25 @@ pub enum Action {
         path: String,
         distro: Option<String>,
     },
+    LivenetCreate(Box<LivenetForm>),
     CancelJob,
+}
+
+/// The livenet create form's values, as the CLI's arguments hold them; the job turns them
+/// into `LivenetCreate` with the CLI's own `livenet_create_options`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LivenetForm {
+    pub name: String,
+    pub distro: String,
+    pub release: Option<String>,
+    pub livenet_type: String,
+    pub layout: String,
+    pub size: Option<String>,
+    /// The crypt(3) hash, or why hashing failed.
+    pub password_hash: Result<String, String>,
+    pub ssh_key: Option<std::path::PathBuf>,
+    pub packages: Vec<String>,
+    pub initramfs: String,
 }
 
 pub enum Screen {
@@ -70,6 +90,7 @@ pub enum Screen {
     Details(Box<Result<ImageInfo, String>>),
     Form(FormState),
     Kernels(Result<Vec<KernelInfo>, String>),
+    Bootset(Result<Vec<StatusLine>, String>),
     Job(Job),
 }
 
@@ -326,6 +347,9 @@ impl App {
                         ("demo", Some("create")) => {
                             self.push(Screen::Form(FormState::new(forms::demo_create())))
                         }
+                        ("livenet", Some("create")) => {
+                            self.push(Screen::Form(FormState::new(forms::livenet_create())))
+                        }
                         (_, Some(a)) if Purpose::for_module_action(a).is_some() => {
                             if let Some(p) = Purpose::for_module_action(a) {
                                 self.push(Screen::Images(ImagesState::new(p, None)));
@@ -342,7 +366,7 @@ impl App {
                 let req = st.on_key(k, &self.status);
                 self.on_request(req);
             }
-            Screen::Details(_) | Screen::Kernels(_) => {
+            Screen::Details(_) | Screen::Kernels(_) | Screen::Bootset(_) => {
                 if matches!(k.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q')) {
                     self.pop();
                 }
@@ -396,7 +420,10 @@ impl App {
                 self.push(Screen::Images(ImagesState::new(Purpose::Initramfs, None)))
             }
             Entry::Params => self.push(Screen::Form(FormState::new(forms::params_file()))),
-            Entry::Bootset => self.error(format!("{key} - {label}: {NOT_AVAILABLE}")),
+            Entry::Bootset => {
+                let s = core_bootset::status(&self.ctx(), None).map_err(|e| e.to_string());
+                self.push(Screen::Bootset(s));
+            }
         }
     }
 
@@ -589,6 +616,56 @@ impl App {
                     }),
                 );
             }
+            Action::LivenetCreate(form) => {
+                let LivenetForm {
+                    name,
+                    distro,
+                    release,
+                    livenet_type,
+                    layout,
+                    size,
+                    password_hash,
+                    ssh_key,
+                    packages,
+                    initramfs,
+                } = *form;
+                let hash = match password_hash {
+                    Ok(h) => h,
+                    Err(e) => return self.error(e),
+                };
+                let args = crate::cli::LivenetCreateArgs {
+                    name: name.clone(),
+                    distro,
+                    release,
+                    livenet_type,
+                    layout,
+                    size,
+                    password_file: None,
+                    password_stdin: false,
+                    ssh_key,
+                    selinux: false,
+                    optimize: false,
+                    packages,
+                    mirror: None,
+                    initramfs,
+                };
+                self.start_job(
+                    format!("Create livenet image {name}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let mut o = crate::cli::livenet_create_options(&args)?;
+                        o.password_hash = Some(hash);
+                        let rep = livenet::create(ctx, &o)?;
+                        Ok(format!(
+                            "created livenet image {} (kernel {}, squashfs {}, build {:.0}s)",
+                            rep.name,
+                            rep.kernel,
+                            disklessset::fsutil::human_size(rep.squashfs_bytes),
+                            rep.build_seconds
+                        ))
+                    }),
+                );
+            }
             Action::Clone { src, dst } => {
                 let (s, d) = (src.clone(), dst.clone());
                 self.start_job(
@@ -773,6 +850,7 @@ impl App {
                 f.help(),
             ),
             Screen::Kernels(_) => ("Kernels".into(), "Esc back"),
+            Screen::Bootset(_) => ("Boot status of nodes".into(), "Esc back"),
             Screen::Job(j) => (j.title.clone(), j.help()),
         }
     }
@@ -792,10 +870,21 @@ impl App {
             Some(Screen::Modules(p, _)) => p.render(f, body),
             Some(Screen::ModuleActions { picker, .. }) => picker.render(f, body),
             Some(Screen::Images(s)) => s.render(f, body, &self.status),
-            Some(Screen::Details(i)) => images::render_details(f, body, i),
+            Some(Screen::Details(i)) => {
+                let booted_by = i
+                    .as_ref()
+                    .as_ref()
+                    .ok()
+                    .and_then(|i| self.status.nodes.get(&i.name))
+                    .map(String::as_str);
+                images::render_details(f, body, i, booted_by)
+            }
             Some(Screen::Form(fs)) => fs.render(f, body),
             Some(Screen::Kernels(k)) => {
                 kernels::render(f, body, k, &self.cfg.kernels_dir.display().to_string())
+            }
+            Some(Screen::Bootset(s)) => {
+                bootset::render(f, body, s, &self.cfg.nodes_file.display().to_string())
             }
             Some(Screen::Job(j)) => j.render(f, body),
             None => {}
@@ -819,7 +908,7 @@ fn action_label(module: &str, action: &str) -> String {
     };
     if action_available(module, action) {
         label
-    } else if (module, action) == ("livenet", "create") || module == "nfs" {
+    } else if module == "nfs" {
         format!("{label} (not in the TUI yet: use `disklessset {module} {action}`)")
     } else {
         format!("{label} ({NOT_AVAILABLE})")
@@ -827,5 +916,6 @@ fn action_label(module: &str, action: &str) -> String {
 }
 
 fn action_available(module: &str, action: &str) -> bool {
-    (module, action) == ("demo", "create") || Purpose::for_module_action(action).is_some()
+    matches!((module, action), ("demo" | "livenet", "create"))
+        || Purpose::for_module_action(action).is_some()
 }

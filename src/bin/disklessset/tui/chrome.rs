@@ -22,6 +22,9 @@ pub struct StoreStatus {
     pub error: Option<String>,
     /// Locks held by other live processes: "name: pid N (operation)".
     pub foreign_locks: Vec<String>,
+    /// Image -> the nodes booting it, folded (`bootset::nodes_by_image`); empty when the
+    /// inventory cannot be read (the bootset view shows that error).
+    pub nodes: std::collections::BTreeMap<String, String>,
 }
 
 impl StoreStatus {
@@ -42,11 +45,19 @@ impl StoreStatus {
         if let Some(h) = lock::holder(cfg, lock::STORE_LOCK).filter(|h| h.pid != me) {
             foreign_locks.push(format!("store: pid {} ({})", h.pid, h.operation));
         }
+        let nodes = disklessset::boot::bootset::nodes_by_image(cfg)
+            .map(|m| {
+                m.into_iter()
+                    .map(|(img, n)| (img, disklessset::boot::nodeset::fold(&n)))
+                    .collect()
+            })
+            .unwrap_or_default();
         StoreStatus {
             store,
             images,
             error,
             foreign_locks,
+            nodes,
         }
     }
 }

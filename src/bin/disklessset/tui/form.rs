@@ -14,8 +14,7 @@ use super::app::Action;
 /// Checks one value; the error is shown under the form while typing.
 pub type Validator = fn(&str) -> Result<(), String>;
 
-// Password, Confirm and Size serve the livenet and nfs forms (see forms.rs); they are
-// exercised by this file's tests until those forms land.
+// Size serves the nfs forms; it is exercised by this file's tests until they land.
 #[allow(dead_code)]
 pub enum FieldKind {
     Text(Validator),
@@ -157,7 +156,16 @@ impl FormState {
             return match k.code {
                 KeyCode::Enter | KeyCode::Char('y') => {
                     self.stage = Stage::Editing;
-                    FormOutcome::Submit((self.spec.submit)(&self.values()))
+                    let action = (self.spec.submit)(&self.values());
+                    // The action holds what it needs (a password's hash): drop the
+                    // masked clear text now.
+                    for (i, f) in self.spec.fields.iter().enumerate() {
+                        if f.masked() {
+                            self.values[i].clear();
+                            self.touched[i] = false;
+                        }
+                    }
+                    FormOutcome::Submit(action)
                 }
                 KeyCode::Esc | KeyCode::Char('n') => {
                     self.stage = Stage::Editing;
@@ -203,7 +211,7 @@ impl FormState {
                     self.touched[self.focus] = true;
                 }
             }
-            KeyCode::Char('u') if ctrl => {
+            KeyCode::Char('u') if ctrl && !self.on_choice() => {
                 self.values[self.focus].clear();
                 self.touched[self.focus] = true;
             }

@@ -1,10 +1,6 @@
 //! The concrete forms. Each is data: fields, their validators (the core's own checks),
 //! the recap sentence, and the action the values become.
-//!
-//! The livenet create form, once `livenet create` is in the core, is one more function
-//! here: name (image name), distro and type (Choice), release (Text), layout (Choice),
-//! size (Size), password + confirmation (Password, Confirm), ssh key path (Text), packages.
-use super::app::Action;
+use super::app::{Action, LivenetForm};
 use super::form::{FieldKind, FieldSpec, FormSpec};
 
 fn image_name(s: &str) -> Result<(), String> {
@@ -172,6 +168,144 @@ pub fn params_file() -> FormSpec {
             distro: Some(v.get("distro"))
                 .filter(|d| *d != DISTROS[0])
                 .map(str::to_string),
+        },
+    }
+}
+
+fn optional_size(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        Ok(())
+    } else {
+        livenet_size(s)
+    }
+}
+
+fn anything(_: &str) -> Result<(), String> {
+    Ok(())
+}
+
+fn ssh_key(s: &str) -> Result<(), String> {
+    if s.is_empty() || std::path::Path::new(s).is_file() {
+        Ok(())
+    } else {
+        Err(format!("{s}: no such file"))
+    }
+}
+
+fn packages(s: &str) -> Result<(), String> {
+    match s
+        .split(',')
+        .map(str::trim)
+        .find(|p| p.contains(char::is_whitespace))
+    {
+        Some(p) => Err(format!("'{p}': separate packages with commas")),
+        None => Ok(()),
+    }
+}
+
+fn choice(key: &'static str, label: &'static str, opts: &[&str], help: &'static str) -> FieldSpec {
+    FieldSpec {
+        key,
+        label,
+        kind: FieldKind::Choice(opts.iter().map(|o| o.to_string()).collect()),
+        default: opts.first().map(|o| o.to_string()).unwrap_or_default(),
+        help,
+    }
+}
+
+/// `livenet create NAME --distro --release --type --layout --size --password-* --ssh-key
+/// --packages --initramfs`. The password is hashed when the form is submitted; the
+/// action carries the hash only.
+pub fn livenet_create() -> FormSpec {
+    FormSpec {
+        title: "Create a livenet image".into(),
+        recap: |v| {
+            format!(
+                "Create livenet image {} ({} {}, {} type, {} layout)",
+                v.get("name"),
+                v.get("distro"),
+                Some(v.get("release")).filter(|r| !r.is_empty()).unwrap_or("default release"),
+                v.get("type"),
+                v.get("layout")
+            )
+        },
+        fields: vec![
+            FieldSpec::text("name", "Image name", image_name)
+                .help("Letters, digits, '-', '_' and '.'; at most 64 characters."),
+            choice(
+                "distro",
+                "Distro",
+                &["debian", "ubuntu", "rocky", "alma", "rhel", "fedora"],
+                "←→ to choose.",
+            ),
+            FieldSpec::text("release", "Release", anything)
+                .help("bookworm, 12, noble, 9, ... Empty: the manifest's release for the distro."),
+            choice(
+                "type",
+                "Type",
+                &["standard", "small", "core"],
+                "standard: full system; small: fewer packages; core: the minimum.",
+            ),
+            choice(
+                "layout",
+                "Layout",
+                &["native", "compat"],
+                "native: squashfs of the tree; compat: squashfs holding a rootfs.img (the reference's).",
+            ),
+            FieldSpec::text("size", "Size (compat)", optional_size).help(
+                "Compat layout only: the rootfs.img size, 700M, 1.5G (100M to 50G) or auto. Empty: auto.",
+            ),
+            FieldSpec {
+                key: "password",
+                label: "Root password",
+                kind: FieldKind::Password,
+                default: String::new(),
+                help: "Hashed (SHA-512 crypt) when you start; the clear text is not kept.",
+            },
+            FieldSpec {
+                key: "password2",
+                label: "Password again",
+                kind: FieldKind::Confirm("password"),
+                default: String::new(),
+                help: "The same password, to confirm it.",
+            },
+            FieldSpec::text("ssh_key", "SSH public key", ssh_key)
+                .help("A public key file for /root/.ssh/authorized_keys. Empty: none."),
+            FieldSpec::text("packages", "Extra packages", packages)
+                .help("Comma-separated package names, added to the type's list."),
+            choice(
+                "initramfs",
+                "Initramfs",
+                &["own", "dracut"],
+                "own: disklessset's initramfs; dracut: the distro's dracut livenet one.",
+            ),
+        ],
+        submit: |v| {
+            Action::LivenetCreate(Box::new(LivenetForm {
+                name: v.get("name").to_string(),
+                distro: v.get("distro").to_string(),
+                release: Some(v.get("release").trim())
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_string),
+                livenet_type: v.get("type").to_string(),
+                layout: v.get("layout").to_string(),
+                size: Some(v.get("size").trim())
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+                password_hash: disklessset::build::password::hash_password(v.get("password"))
+                    .map_err(|e| e.to_string()),
+                ssh_key: Some(v.get("ssh_key"))
+                    .filter(|s| !s.is_empty())
+                    .map(std::path::PathBuf::from),
+                packages: v
+                    .get("packages")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                initramfs: v.get("initramfs").to_string(),
+            }))
         },
     }
 }

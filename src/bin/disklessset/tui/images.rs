@@ -193,10 +193,7 @@ impl ImagesState {
                     } else {
                         "-".into()
                     },
-                    i.record
-                        .as_ref()
-                        .and_then(|r| r.nodes.clone())
-                        .unwrap_or_else(|| "-".into()),
+                    st.nodes.get(&i.name).cloned().unwrap_or_else(|| "-".into()),
                 ])
                 .style(style)
             })
@@ -213,16 +210,7 @@ impl ImagesState {
             6,
             longest(&|i| i.kernel.as_deref().unwrap_or("-").len(), 6).min(40),
             3,
-            longest(
-                &|i| {
-                    i.record
-                        .as_ref()
-                        .and_then(|r| r.nodes.as_deref())
-                        .map_or(1, str::len)
-                },
-                5,
-            )
-            .min(40),
+            longest(&|i| st.nodes.get(&i.name).map_or(1, String::len), 5).min(40),
         ];
         let avail = table_area.width.saturating_sub(2 + 2 + 7) as usize;
         let widths: Vec<Constraint> = fit_columns(&preferred, avail)
@@ -251,7 +239,13 @@ impl ImagesState {
 }
 
 /// One image in detail (`show NAME`).
-pub fn render_details(f: &mut Frame, area: Rect, info: &Result<ImageInfo, String>) {
+/// `booted_by`: the nodes bootset assigns to the image, folded.
+pub fn render_details(
+    f: &mut Frame,
+    area: Rect,
+    info: &Result<ImageInfo, String>,
+    booted_by: Option<&str>,
+) {
     let block = Block::default().borders(Borders::ALL).title(" Image ");
     let lines: Vec<Line> = match info {
         Err(e) => vec![Line::styled(e.clone(), Style::default().fg(Color::Red))],
@@ -288,6 +282,7 @@ pub fn render_details(f: &mut Frame, area: Rect, info: &Result<ImageInfo, String
                 v.push(("is_mounted", r.is_mounted.to_string()));
                 v.push(("creation_date", opt(&r.creation_date)));
             }
+            v.push(("booted by", booted_by.unwrap_or("-").to_string()));
             for m in &i.mounts {
                 v.push(("mount", m.display().to_string()));
             }

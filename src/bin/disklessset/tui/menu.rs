@@ -96,7 +96,7 @@ pub const ITEMS: &[Item] = &[
         key: "b",
         label: "Boot status of nodes (bootset -s)",
         entry: Entry::Bootset,
-        missing: Some("the status view is not in the TUI yet: run `bootset -s`"),
+        missing: None,
         heading: None,
     },
     Item {
@@ -189,13 +189,8 @@ impl MenuState {
                 Span::styled(format!("{:>2} - {}", it.key, it.label), st),
             ];
             if it.missing.is_some() {
-                let tag = if it.entry == Entry::Bootset {
-                    "not in the TUI yet"
-                } else {
-                    NOT_AVAILABLE
-                };
                 spans.push(Span::styled(
-                    format!("  ({tag})"),
+                    format!("  ({NOT_AVAILABLE})"),
                     Style::default().fg(Color::DarkGray),
                 ));
             }

@@ -9,6 +9,7 @@
 //! (confirmations), `job` (worker threads, progress, live log), `logsink` (tracing to the
 //! log pane), `chrome` (title, help and status bars).
 mod app;
+mod bootset;
 mod chrome;
 mod form;
 mod forms;

@@ -175,8 +175,6 @@ fn main_menu_and_unavailable_entries() {
     let mut h = Harness::new();
     h.keys("");
     h.snap("menu_empty_store");
-    h.keys("b<Enter>");
-    h.snap("menu_bootset_not_available");
     // 1 then 0 selects 10; arrows move; Enter on Exit leaves with 0.
     h.keys("10<Up><Down>");
     h.keys("<Enter>");
@@ -443,4 +441,129 @@ fn parameters_file_errors_show_line_and_column() {
         "submitting keeps the form with its error:\n{}",
         h.screen()
     );
+}
+
+#[test]
+fn livenet_create_form_validates_and_recaps_and_cancelling_creates_nothing() {
+    let mut h = Harness::new();
+    h.keys("1<Enter>2<Enter>1<Enter>");
+    h.snap("livenet_create_form_empty");
+    // The name is checked as typed; submitting with errors focuses the first one.
+    h.keys("bad/name<Tab><Right><Right><Tab>9<Tab><Left><Tab><Right><Tab>10M");
+    h.snap("livenet_create_form_bad_name_and_size");
+    h.keys("<C-u>auto<Tab>secret<Tab>secreT<Tab>/nonexistent.pub<Tab>vim, curl htop<Tab><C-u>");
+    h.snap("livenet_create_form_errors");
+    // Submitting with errors focuses the first one (the name).
+    h.keys("<Enter>");
+    h.snap("livenet_create_form_errors_on_submit");
+    let key = h.dir.path().join("id.pub");
+    std::fs::write(&key, "ssh-ed25519 AAAA test\n").expect("key");
+    h.keys(&format!(
+        "<C-u>lv1<Tab><Tab><Tab><Tab><Tab><Tab><Tab><C-u>secret<Tab><C-u>{}<Tab><C-u>vim, curl,htop<Tab><Right>",
+        key.display()
+    ));
+    h.snap("livenet_create_form_valid");
+    h.keys("<Enter>");
+    h.snap("livenet_create_recap");
+    assert!(
+        !h.screen().contains("secret"),
+        "the clear password is never shown"
+    );
+    // Cancelling at the recap goes back to the form; Esc leaves it: nothing was created.
+    h.keys("<Esc>");
+    h.snap("livenet_create_recap_cancelled");
+    h.keys("<Esc>");
+    assert!(h.app.job().is_none(), "no job was started");
+    assert!(!h.image_dir("lv1").exists(), "nothing was created");
+    h.keys("<Esc><Esc>");
+    h.keys("2<Enter>");
+    assert!(h.screen().contains("No images") || !h.screen().contains("lv1"));
+}
+
+#[test]
+fn livenet_create_submit_carries_only_the_password_hash() {
+    use super::app::Action;
+    use super::form::{FormOutcome, FormState};
+    let mut s = FormState::new(super::forms::livenet_create());
+    let mut out = None;
+    for k in parse(
+        "lv1<Tab><Tab><Tab><Tab><Tab><Tab>secret<Tab>secret<Enter><Enter><Enter><Enter><Enter>",
+    ) {
+        if let FormOutcome::Submit(a) = s.on_key(k) {
+            out = Some(a);
+        }
+    }
+    let Some(Action::LivenetCreate(f)) = out else {
+        panic!("no livenet create action");
+    };
+    let hash = f.password_hash.clone().expect("hashed");
+    assert!(hash.starts_with("$6$"), "{hash}");
+    assert!(!format!("{f:?}").contains("secret"));
+    assert_eq!((f.distro.as_str(), f.layout.as_str()), ("debian", "native"));
+    assert_eq!(f.size, None);
+    assert_eq!(f.initramfs, "own");
+}
+
+#[test]
+fn bootset_status_and_images_nodes_column() {
+    use disklessset::boot::bootset::{assign, Assign, BootType, NetMode};
+    let mut h = Harness::new();
+    h.keys("b<Enter>");
+    h.snap("bootset_no_nodes");
+    h.keys("<Esc>");
+    std::fs::write(
+        &h.cfg.nodes_file,
+        "c001: {mac: '52:54:00:aa:00:01', groups: [compute]}\n\
+         c002: {groups: [compute]}\n\
+         c003: {groups: [compute]}\n\
+         c004: {groups: [compute]}\n\
+         login1: {groups: [login]}\n",
+    )
+    .expect("nodes.yml");
+    let ctx = disklessset::ops::Ctx::new(h.cfg.clone(), disklessset::sys::Runner::new(false));
+    for (set, bt) in [("c[001-002]", BootType::Disk), ("@login", BootType::Next)] {
+        assign(
+            &ctx,
+            &Assign {
+                nodeset: set.into(),
+                boot_type: bt,
+                image: None,
+                extra: None,
+                net: NetMode::Default,
+            },
+        )
+        .expect("bootset");
+    }
+    create_demo(&mut h, "d1");
+    // A diskless assignment needs a bootable image; its script is what bootset writes
+    // for one (the lines the status reads).
+    std::fs::write(
+        h.cfg.nodes_ipxe_dir.join("c003.ipxe"),
+        "#!ipxe\nset dls-boot-type diskless\nset node-image d1\n",
+    )
+    .expect("c003.ipxe");
+    h.keys("<Enter><C-c>b<Enter>");
+    h.snap("bootset_status");
+    h.keys("<Esc>2<Enter>");
+    h.snap("images_nodes_column");
+    assert!(h.screen().contains("c003"), "{}", h.screen());
+    h.keys("<Enter>");
+    h.snap("details_booted_by");
+    h.keys("<Esc>");
+    // A broken inventory: the status view shows the core's error.
+    std::fs::write(&h.cfg.nodes_file, "c001: [oops\n").expect("nodes.yml");
+    h.keys("<C-c>b<Enter>");
+    h.snap("bootset_bad_inventory");
+}
+
+#[test]
+fn livenet_create_job_shows_the_core_refusal() {
+    // A size with the native layout: the core refuses it before building anything.
+    let mut h = Harness::new();
+    h.keys("1<Enter>2<Enter>1<Enter>lv2<Tab><Tab><Tab><Tab><Tab>1G<Tab>pw<Tab>pw<Tab><Tab><Tab><Enter>");
+    h.snap("livenet_create_recap_native_with_size");
+    h.keys("<Enter>");
+    h.snap("livenet_create_refused_by_the_core");
+    assert!(h.screen().contains("compat layout only"), "{}", h.screen());
+    assert!(!h.image_dir("lv2").exists(), "nothing was created");
 }
