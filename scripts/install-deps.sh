@@ -10,7 +10,7 @@ PKGS=(
   qemu-system-x86 ipxe-qemu
   nfs-ganesha nfs-ganesha-vfs
   xfsprogs
-  tmux
+  tmux curl bc
   libcrypt-dev
   python3
   ansible
