@@ -845,7 +845,7 @@ fn nfs_dispatch(ctx: &Ctx, g: &Global, cmd: NfsCmd) -> Result<()> {
     Ok(())
 }
 
-fn nfs_create_options(a: &NfsCreateArgs) -> Result<nfs::StagingCreate> {
+pub(crate) fn nfs_create_options(a: &NfsCreateArgs) -> Result<nfs::StagingCreate> {
     use disklessset::build::password;
     use disklessset::store::LivenetType;
     disklessset::names::image(&a.name)?;

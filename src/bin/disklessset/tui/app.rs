@@ -9,7 +9,7 @@ use ratatui::Frame;
 
 use disklessset::boot::bootset::{self as core_bootset, StatusLine};
 use disklessset::kernel::KernelInfo;
-use disklessset::modules::{demo, livenet};
+use disklessset::modules::{demo, livenet, nfs};
 use disklessset::ops::{self, Ctx};
 use disklessset::store::ImageInfo;
 use disklessset::sys::Runner;
@@ -58,6 +58,7 @@ pub enum Action {
         distro: Option<String>,
     },
     LivenetCreate(Box<LivenetForm>),
+    NfsStagingCreate(Box<NfsStagingForm>),
     CancelJob,
 }
 
@@ -76,6 +77,20 @@ pub struct LivenetForm {
     pub ssh_key: Option<std::path::PathBuf>,
     pub packages: Vec<String>,
     pub initramfs: String,
+}
+
+/// The nfs staging create form's values, as the CLI's arguments hold them; the job turns
+/// them into `nfs::StagingCreate` with the CLI's own `nfs_create_options`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NfsStagingForm {
+    pub name: String,
+    pub distro: String,
+    pub release: Option<String>,
+    pub livenet_type: String,
+    /// The crypt(3) hash, or why hashing failed.
+    pub password_hash: Result<String, String>,
+    pub ssh_key: Option<std::path::PathBuf>,
+    pub packages: Vec<String>,
 }
 
 pub enum Screen {
@@ -349,6 +364,9 @@ impl App {
                         }
                         ("livenet", Some("create")) => {
                             self.push(Screen::Form(FormState::new(forms::livenet_create())))
+                        }
+                        ("nfs", Some("staging create")) => {
+                            self.push(Screen::Form(FormState::new(forms::nfs_staging_create())))
                         }
                         (_, Some(a)) if Purpose::for_module_action(a).is_some() => {
                             if let Some(p) = Purpose::for_module_action(a) {
@@ -666,6 +684,53 @@ impl App {
                     }),
                 );
             }
+            Action::NfsStagingCreate(form) => {
+                let NfsStagingForm {
+                    name,
+                    distro,
+                    release,
+                    livenet_type,
+                    password_hash,
+                    ssh_key,
+                    packages,
+                } = *form;
+                let hash = match password_hash {
+                    Ok(h) => h,
+                    Err(e) => return self.error(e),
+                };
+                let args = crate::cli::NfsCreateArgs {
+                    name: name.clone(),
+                    distro,
+                    release,
+                    livenet_type,
+                    password_file: None,
+                    password_stdin: false,
+                    ssh_key,
+                    selinux: false,
+                    optimize: false,
+                    packages,
+                    mirror: None,
+                    initramfs: "own".into(),
+                };
+                self.start_job(
+                    format!("Create NFS staging image {name}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let mut o = crate::cli::nfs_create_options(&args)?;
+                        o.password_hash = Some(hash);
+                        let rep = nfs::create_staging(ctx, &o)?;
+                        Ok(format!(
+                            "created NFS staging image {} in {} (kernel {}, tree {}, build {:.0}s); exports: {}",
+                            rep.name,
+                            rep.tree.display(),
+                            rep.kernel,
+                            disklessset::fsutil::human_size(rep.tree_bytes),
+                            rep.build_seconds,
+                            rep.exports.reload
+                        ))
+                    }),
+                );
+            }
             Action::Clone { src, dst } => {
                 let (s, d) = (src.clone(), dst.clone());
                 self.start_job(
@@ -898,6 +963,7 @@ impl App {
 fn action_label(module: &str, action: &str) -> String {
     let label = match (module, action) {
         (m, "create") => format!("Create a {m} image"),
+        ("nfs", "staging create") => "Create an NFS staging image".into(),
         (_, "mount") => "Mount an image (to customise it)".into(),
         (_, "unmount") => "Unmount an image (repack it)".into(),
         (_, "resize") => "Resize an image".into(),
@@ -916,6 +982,8 @@ fn action_label(module: &str, action: &str) -> String {
 }
 
 fn action_available(module: &str, action: &str) -> bool {
-    matches!((module, action), ("demo" | "livenet", "create"))
-        || Purpose::for_module_action(action).is_some()
+    matches!(
+        (module, action),
+        ("demo" | "livenet", "create") | ("nfs", "staging create")
+    ) || Purpose::for_module_action(action).is_some()
 }

@@ -1,6 +1,6 @@
 //! The concrete forms. Each is data: fields, their validators (the core's own checks),
 //! the recap sentence, and the action the values become.
-use super::app::{Action, LivenetForm};
+use super::app::{Action, LivenetForm, NfsStagingForm};
 use super::form::{FieldKind, FieldSpec, FormSpec};
 
 fn image_name(s: &str) -> Result<(), String> {
@@ -305,6 +305,84 @@ pub fn livenet_create() -> FormSpec {
                     .map(str::to_string)
                     .collect(),
                 initramfs: v.get("initramfs").to_string(),
+            }))
+        },
+    }
+}
+
+/// `nfs staging create NAME --distro --release --type --password-* --ssh-key --packages`
+/// (livenet create's fields without layout, size and initramfs: NFS roots use the own
+/// initramfs). The password is hashed when the form is submitted.
+pub fn nfs_staging_create() -> FormSpec {
+    FormSpec {
+        title: "Create an NFS staging image".into(),
+        recap: |v| {
+            format!(
+                "Create NFS staging image {} ({} {}, {} type)",
+                v.get("name"),
+                v.get("distro"),
+                Some(v.get("release"))
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or("default release"),
+                v.get("type"),
+            )
+        },
+        fields: vec![
+            FieldSpec::text("name", "Image name", image_name)
+                .help("Letters, digits, '-', '_' and '.'; at most 64 characters."),
+            choice(
+                "distro",
+                "Distro",
+                &["debian", "ubuntu", "rocky", "alma", "rhel", "fedora"],
+                "←→ to choose.",
+            ),
+            FieldSpec::text("release", "Release", anything)
+                .help("bookworm, 12, noble, 9, ... Empty: the manifest's release for the distro."),
+            choice(
+                "type",
+                "Type",
+                &["core", "small", "standard"],
+                "core: the minimum; small: fewer packages; standard: full system.",
+            ),
+            FieldSpec {
+                key: "password",
+                label: "Root password",
+                kind: FieldKind::Password,
+                default: String::new(),
+                help: "Hashed (SHA-512 crypt) when you start; the clear text is not kept.",
+            },
+            FieldSpec {
+                key: "password2",
+                label: "Password again",
+                kind: FieldKind::Confirm("password"),
+                default: String::new(),
+                help: "The same password, to confirm it.",
+            },
+            FieldSpec::text("ssh_key", "SSH public key", ssh_key)
+                .help("A public key file for /root/.ssh/authorized_keys. Empty: none."),
+            FieldSpec::text("packages", "Extra packages", packages)
+                .help("Comma-separated package names, added to the type's list."),
+        ],
+        submit: |v| {
+            Action::NfsStagingCreate(Box::new(NfsStagingForm {
+                name: v.get("name").to_string(),
+                distro: v.get("distro").to_string(),
+                release: Some(v.get("release").trim())
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_string),
+                livenet_type: v.get("type").to_string(),
+                password_hash: disklessset::build::password::hash_password(v.get("password"))
+                    .map_err(|e| e.to_string()),
+                ssh_key: Some(v.get("ssh_key"))
+                    .filter(|s| !s.is_empty())
+                    .map(std::path::PathBuf::from),
+                packages: v
+                    .get("packages")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect(),
             }))
         },
     }

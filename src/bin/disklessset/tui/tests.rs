@@ -567,3 +567,28 @@ fn livenet_create_job_shows_the_core_refusal() {
     assert!(h.screen().contains("compat layout only"), "{}", h.screen());
     assert!(!h.image_dir("lv2").exists(), "nothing was created");
 }
+
+#[test]
+fn nfs_staging_create_form_validates_and_recaps_and_cancelling_creates_nothing() {
+    let mut h = Harness::new();
+    h.keys("1<Enter>3<Enter>1<Enter>");
+    h.snap("nfs_staging_create_form_empty");
+    h.keys("bad/name<Tab><Right><Tab>noble<Tab><Right><Tab>secret<Tab>secreT<Tab>/nonexistent.pub<Tab>vim htop");
+    h.snap("nfs_staging_create_form_errors");
+    let key = h.dir.path().join("id.pub");
+    std::fs::write(&key, "ssh-ed25519 AAAA test\n").expect("key");
+    h.keys(&format!(
+        "<Tab><C-u>st1<Tab><Tab><Tab><Tab><Tab><C-u>secret<Tab><C-u>{}<Tab><C-u>vim,htop",
+        key.display()
+    ));
+    h.snap("nfs_staging_create_form_valid");
+    h.keys("<Enter>");
+    h.snap("nfs_staging_create_recap");
+    assert!(
+        !h.screen().contains("secret"),
+        "the clear password is never shown"
+    );
+    h.keys("<Esc><Esc>");
+    assert!(h.app.job().is_none(), "no job was started");
+    assert!(!h.image_dir("st1").exists(), "nothing was created");
+}
