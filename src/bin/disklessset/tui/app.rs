@@ -59,6 +59,10 @@ pub enum Action {
     },
     LivenetCreate(Box<LivenetForm>),
     NfsStagingCreate(Box<NfsStagingForm>),
+    NfsGoldenCreate {
+        name: String,
+        from: String,
+    },
     CancelJob,
 }
 
@@ -200,6 +204,18 @@ impl App {
 
     fn info(&mut self, m: impl Into<String>) {
         self.message = Some((m.into(), MsgKind::Info));
+    }
+
+    /// The staging images of the store, the sources `nfs golden create` accepts.
+    fn nfs_staging_images(&self) -> disklessset::error::Result<Vec<String>> {
+        Ok(disklessset::store::list(&self.cfg)?
+            .into_iter()
+            .filter(|i| {
+                i.record.as_ref().map(|r| r.image_class)
+                    == Some(disklessset::store::ImageClass::NfsStagingImage)
+            })
+            .map(|i| i.name)
+            .collect())
     }
 
     fn error(&mut self, m: impl Into<String>) {
@@ -368,6 +384,15 @@ impl App {
                         ("nfs", Some("staging create")) => {
                             self.push(Screen::Form(FormState::new(forms::nfs_staging_create())))
                         }
+                        ("nfs", Some("golden create")) => match self.nfs_staging_images() {
+                            Ok(v) if v.is_empty() => self.error(
+                                "no NFS staging image to copy: create one first (staging create)",
+                            ),
+                            Ok(v) => {
+                                self.push(Screen::Form(FormState::new(forms::nfs_golden_create(v))))
+                            }
+                            Err(e) => self.error(e.to_string()),
+                        },
                         (_, Some(a)) if Purpose::for_module_action(a).is_some() => {
                             if let Some(p) = Purpose::for_module_action(a) {
                                 self.push(Screen::Images(ImagesState::new(p, None)));
@@ -731,6 +756,24 @@ impl App {
                     }),
                 );
             }
+            Action::NfsGoldenCreate { name, from } => {
+                let (n, f) = (name.clone(), from.clone());
+                self.start_job(
+                    format!("Create NFS golden image {name} from {from}"),
+                    After::Images(name),
+                    Box::new(move |ctx| {
+                        let rep = nfs::create_golden(ctx, &n, &f)?;
+                        Ok(format!(
+                            "created NFS golden image {} from {} in {} ({:.1}s); exports: {}",
+                            rep.name,
+                            rep.source_image,
+                            rep.tree.display(),
+                            rep.copy_seconds,
+                            rep.exports.reload
+                        ))
+                    }),
+                );
+            }
             Action::Clone { src, dst } => {
                 let (s, d) = (src.clone(), dst.clone());
                 self.start_job(
@@ -964,6 +1007,7 @@ fn action_label(module: &str, action: &str) -> String {
     let label = match (module, action) {
         (m, "create") => format!("Create a {m} image"),
         ("nfs", "staging create") => "Create an NFS staging image".into(),
+        ("nfs", "golden create") => "Create an NFS golden image (copy of a staging one)".into(),
         (_, "mount") => "Mount an image (to customise it)".into(),
         (_, "unmount") => "Unmount an image (repack it)".into(),
         (_, "resize") => "Resize an image".into(),
@@ -984,6 +1028,6 @@ fn action_label(module: &str, action: &str) -> String {
 fn action_available(module: &str, action: &str) -> bool {
     matches!(
         (module, action),
-        ("demo" | "livenet", "create") | ("nfs", "staging create")
+        ("demo" | "livenet", "create") | ("nfs", "staging create" | "golden create")
     ) || Purpose::for_module_action(action).is_some()
 }

@@ -387,3 +387,34 @@ pub fn nfs_staging_create() -> FormSpec {
         },
     }
 }
+
+/// `nfs golden create NAME --from STAGING`: the source is a choice among the store's
+/// staging images.
+pub fn nfs_golden_create(staging: Vec<String>) -> FormSpec {
+    let default = staging.first().cloned().unwrap_or_default();
+    FormSpec {
+        title: "Create an NFS golden image".into(),
+        recap: |v| {
+            format!(
+                "Create NFS golden image {} from staging image {}",
+                v.get("name"),
+                v.get("from")
+            )
+        },
+        fields: vec![
+            FieldSpec::text("name", "Golden image name", image_name)
+                .help("Letters, digits, '-', '_' and '.'; at most 64 characters."),
+            FieldSpec {
+                key: "from",
+                label: "Staging image",
+                kind: FieldKind::Choice(staging),
+                default,
+                help: "←→ to choose. Its tree is copied (reflinks where the file system allows).",
+            },
+        ],
+        submit: |v| Action::NfsGoldenCreate {
+            name: v.get("name").to_string(),
+            from: v.get("from").to_string(),
+        },
+    }
+}

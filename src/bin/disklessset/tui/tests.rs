@@ -592,3 +592,31 @@ fn nfs_staging_create_form_validates_and_recaps_and_cancelling_creates_nothing()
     assert!(h.app.job().is_none(), "no job was started");
     assert!(!h.image_dir("st1").exists(), "nothing was created");
 }
+
+#[test]
+fn nfs_golden_create_without_staging_images_says_so() {
+    let mut h = Harness::new();
+    h.keys("1<Enter>3<Enter>2<Enter>");
+    h.snap("nfs_golden_create_no_staging");
+}
+
+#[test]
+fn nfs_golden_create_form_chooses_among_staging_images_and_recaps() {
+    let mut h = Harness::new();
+    for n in ["st1", "st2"] {
+        let rec = disklessset::store::ImageRecord::new(
+            n,
+            disklessset::store::ImageClass::NfsStagingImage,
+        );
+        disklessset::store::save(&h.cfg, &rec).expect("record");
+    }
+    h.keys("1<Enter>3<Enter>2<Enter>");
+    h.snap("nfs_golden_create_form_empty");
+    h.keys("bad/name<Tab><Right>");
+    h.snap("nfs_golden_create_form_errors");
+    h.keys("<Tab><C-u>gold1<Tab><Enter>");
+    h.snap("nfs_golden_create_recap");
+    h.keys("<Esc><Esc>");
+    assert!(h.app.job().is_none(), "no job was started");
+    assert!(!h.image_dir("gold1").exists(), "nothing was created");
+}
