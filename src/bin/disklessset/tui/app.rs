@@ -63,6 +63,19 @@ pub enum Action {
         name: String,
         from: String,
     },
+    NfsNodesAdd {
+        image: String,
+        set: String,
+    },
+    /// Asks (the confirm popup names the node directories), then `NfsNodesRemoveNow`.
+    NfsNodesRemove {
+        image: String,
+        set: String,
+    },
+    NfsNodesRemoveNow {
+        image: String,
+        set: String,
+    },
     CancelJob,
 }
 
@@ -206,14 +219,15 @@ impl App {
         self.message = Some((m.into(), MsgKind::Info));
     }
 
-    /// The staging images of the store, the sources `nfs golden create` accepts.
-    fn nfs_staging_images(&self) -> disklessset::error::Result<Vec<String>> {
+    /// The store's images of one NFS class (staging: golden create's sources; golden:
+    /// the images that have nodes).
+    fn nfs_images(
+        &self,
+        class: disklessset::store::ImageClass,
+    ) -> disklessset::error::Result<Vec<String>> {
         Ok(disklessset::store::list(&self.cfg)?
             .into_iter()
-            .filter(|i| {
-                i.record.as_ref().map(|r| r.image_class)
-                    == Some(disklessset::store::ImageClass::NfsStagingImage)
-            })
+            .filter(|i| i.record.as_ref().map(|r| r.image_class) == Some(class))
             .map(|i| i.name)
             .collect())
     }
@@ -384,7 +398,9 @@ impl App {
                         ("nfs", Some("staging create")) => {
                             self.push(Screen::Form(FormState::new(forms::nfs_staging_create())))
                         }
-                        ("nfs", Some("golden create")) => match self.nfs_staging_images() {
+                        ("nfs", Some("golden create")) => match self
+                            .nfs_images(disklessset::store::ImageClass::NfsStagingImage)
+                        {
                             Ok(v) if v.is_empty() => self.error(
                                 "no NFS staging image to copy: create one first (staging create)",
                             ),
@@ -393,6 +409,24 @@ impl App {
                             }
                             Err(e) => self.error(e.to_string()),
                         },
+                        ("nfs", Some(a @ ("nodes add" | "nodes remove"))) => {
+                            match self.nfs_images(disklessset::store::ImageClass::NfsGoldenImage) {
+                                Ok(v) if v.is_empty() => self
+                                    .error("no NFS golden image: create one first (golden create)"),
+                                Ok(v) => {
+                                    let inv =
+                                        disklessset::boot::inventory::Inventory::load(&self.cfg)
+                                            .ok();
+                                    let spec = if a == "nodes add" {
+                                        forms::nfs_nodes_add(v, inv)
+                                    } else {
+                                        forms::nfs_nodes_remove(v, inv)
+                                    };
+                                    self.push(Screen::Form(FormState::new(spec)))
+                                }
+                                Err(e) => self.error(e.to_string()),
+                            }
+                        }
                         (_, Some(a)) if Purpose::for_module_action(a).is_some() => {
                             if let Some(p) = Purpose::for_module_action(a) {
                                 self.push(Screen::Images(ImagesState::new(p, None)));
@@ -774,6 +808,70 @@ impl App {
                     }),
                 );
             }
+            Action::NfsNodesAdd { image, set } => {
+                let (i, n) = (image.clone(), set.clone());
+                self.start_job(
+                    format!("Add nodes {set} to image {image}"),
+                    After::Back,
+                    Box::new(move |ctx| {
+                        let rep = nfs::nodes_add(ctx, &i, &n)?;
+                        Ok(format!(
+                            "image {i}: added {}; nodes now {} ({}); exports: {}",
+                            if rep.changed.is_empty() {
+                                "no node"
+                            } else {
+                                &rep.changed
+                            },
+                            rep.nodes,
+                            rep.count,
+                            rep.exports.reload
+                        ))
+                    }),
+                );
+            }
+            Action::NfsNodesRemove { image, set } => {
+                let nodes = match nfs::expand_nodes(&self.cfg, &set) {
+                    Ok(n) => n,
+                    Err(e) => return self.error(e.to_string()),
+                };
+                let root = nfs::nodes_root(&self.cfg, &image);
+                let mut lines = vec![format!(
+                    "Nodes {} of image {image} and the state they keep:",
+                    disklessset::boot::nodeset::fold(&nodes)
+                )];
+                lines.extend(
+                    nodes
+                        .iter()
+                        .map(|n| format!("  {}", root.join(n).display())),
+                );
+                self.popup = Some(Confirm {
+                    title: format!("Remove nodes of image {image}?"),
+                    lines,
+                    yes: "remove them".into(),
+                    no: "keep them".into(),
+                    action: Action::NfsNodesRemoveNow { image, set },
+                });
+            }
+            Action::NfsNodesRemoveNow { image, set } => {
+                let (i, n) = (image.clone(), set.clone());
+                self.start_job(
+                    format!("Remove nodes {set} of image {image}"),
+                    After::Back,
+                    Box::new(move |ctx| {
+                        let rep = nfs::nodes_remove(ctx, &i, &n)?;
+                        Ok(format!(
+                            "image {i}: removed {}; nodes now {}; exports: {}",
+                            rep.changed,
+                            if rep.nodes.is_empty() {
+                                "none"
+                            } else {
+                                &rep.nodes
+                            },
+                            rep.exports.reload
+                        ))
+                    }),
+                );
+            }
             Action::Clone { src, dst } => {
                 let (s, d) = (src.clone(), dst.clone());
                 self.start_job(
@@ -1008,6 +1106,8 @@ fn action_label(module: &str, action: &str) -> String {
         (m, "create") => format!("Create a {m} image"),
         ("nfs", "staging create") => "Create an NFS staging image".into(),
         ("nfs", "golden create") => "Create an NFS golden image (copy of a staging one)".into(),
+        ("nfs", "nodes add") => "Add nodes to a golden image".into(),
+        ("nfs", "nodes remove") => "Remove nodes of a golden image".into(),
         (_, "mount") => "Mount an image (to customise it)".into(),
         (_, "unmount") => "Unmount an image (repack it)".into(),
         (_, "resize") => "Resize an image".into(),
@@ -1028,6 +1128,10 @@ fn action_label(module: &str, action: &str) -> String {
 fn action_available(module: &str, action: &str) -> bool {
     matches!(
         (module, action),
-        ("demo" | "livenet", "create") | ("nfs", "staging create" | "golden create")
+        ("demo" | "livenet", "create")
+            | (
+                "nfs",
+                "staging create" | "golden create" | "nodes add" | "nodes remove"
+            )
     ) || Purpose::for_module_action(action).is_some()
 }

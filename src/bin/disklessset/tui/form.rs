@@ -26,6 +26,9 @@ pub enum FieldKind {
     Choice(Vec<String>),
     /// A size with units (700M, 1.5G), checked by the core's parser.
     Size,
+    /// A node set (c[001-100],login1,@group), expanded as typed by the core's
+    /// `nodeset::expand` with the groups of this inventory (None: it could not be read).
+    NodeSet(Option<disklessset::boot::inventory::Inventory>),
 }
 
 pub struct FieldSpec {
@@ -140,6 +143,16 @@ impl FormState {
             FieldKind::Size => disklessset::fsutil::parse_size_mib(v)
                 .err()
                 .map(|e| e.to_string()),
+            FieldKind::NodeSet(inv) => {
+                let groups = |g: &str| inv.as_ref().and_then(|i| i.group_members(g));
+                match disklessset::boot::nodeset::expand(v, &groups) {
+                    Ok(nodes) => nodes
+                        .iter()
+                        .find_map(|n| disklessset::names::node(n).err())
+                        .map(|e| e.to_string()),
+                    Err(e) => Some(e.to_string()),
+                }
+            }
         }
     }
 

@@ -418,3 +418,74 @@ pub fn nfs_golden_create(staging: Vec<String>) -> FormSpec {
         },
     }
 }
+
+fn nodes_form(
+    title: &str,
+    golden: Vec<String>,
+    inv: Option<disklessset::boot::inventory::Inventory>,
+    recap: fn(&super::form::Values) -> String,
+    submit: fn(&super::form::Values) -> Action,
+) -> FormSpec {
+    let default = golden.first().cloned().unwrap_or_default();
+    FormSpec {
+        title: title.into(),
+        recap,
+        fields: vec![
+            FieldSpec {
+                key: "image",
+                label: "Golden image",
+                kind: FieldKind::Choice(golden),
+                default,
+                help: "←→ to choose.",
+            },
+            FieldSpec {
+                key: "nodes",
+                label: "Nodes",
+                kind: FieldKind::NodeSet(inv),
+                default: String::new(),
+                help: "A node set: c[001-100],login1,@group (groups from the inventory).",
+            },
+        ],
+        submit,
+    }
+}
+
+/// `nfs nodes add GOLDEN NODESET`.
+pub fn nfs_nodes_add(
+    golden: Vec<String>,
+    inv: Option<disklessset::boot::inventory::Inventory>,
+) -> FormSpec {
+    nodes_form(
+        "Add nodes to an NFS golden image",
+        golden,
+        inv,
+        |v| format!("Add nodes {} to image {}", v.get("nodes"), v.get("image")),
+        |v| Action::NfsNodesAdd {
+            image: v.get("image").to_string(),
+            set: v.get("nodes").to_string(),
+        },
+    )
+}
+
+/// `nfs nodes remove GOLDEN NODESET` (the confirm popup names the node directories).
+pub fn nfs_nodes_remove(
+    golden: Vec<String>,
+    inv: Option<disklessset::boot::inventory::Inventory>,
+) -> FormSpec {
+    nodes_form(
+        "Remove nodes of an NFS golden image",
+        golden,
+        inv,
+        |v| {
+            format!(
+                "Remove nodes {} of image {} and the state they keep",
+                v.get("nodes"),
+                v.get("image")
+            )
+        },
+        |v| Action::NfsNodesRemove {
+            image: v.get("image").to_string(),
+            set: v.get("nodes").to_string(),
+        },
+    )
+}

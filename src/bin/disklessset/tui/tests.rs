@@ -620,3 +620,41 @@ fn nfs_golden_create_form_chooses_among_staging_images_and_recaps() {
     assert!(h.app.job().is_none(), "no job was started");
     assert!(!h.image_dir("gold1").exists(), "nothing was created");
 }
+
+fn golden_record(h: &Harness, name: &str) {
+    let mut rec =
+        disklessset::store::ImageRecord::new(name, disklessset::store::ImageClass::NfsGoldenImage);
+    rec.nodes = Some("c[01-03]".into());
+    disklessset::store::save(&h.cfg, &rec).expect("record");
+}
+
+#[test]
+fn nfs_nodes_add_validates_the_node_set_as_typed_and_recaps() {
+    let mut h = Harness::new();
+    h.keys("1<Enter>3<Enter>3<Enter>");
+    h.snap("nfs_nodes_add_no_golden");
+    golden_record(&h, "g1");
+    h.keys("<Esc>3<Enter>3<Enter>");
+    h.snap("nfs_nodes_add_form_empty");
+    h.keys("<Tab>c[01-");
+    h.snap("nfs_nodes_add_form_bad_set");
+    h.keys("<C-u>@nogroup");
+    h.snap("nfs_nodes_add_form_unknown_group");
+    h.keys("<C-u>c[04-05],login1<Enter>");
+    h.snap("nfs_nodes_add_recap");
+    h.keys("<Esc><Esc>");
+    assert!(h.app.job().is_none(), "no job was started");
+}
+
+#[test]
+fn nfs_nodes_remove_asks_naming_the_node_dirs() {
+    let mut h = Harness::new();
+    golden_record(&h, "g1");
+    h.keys("1<Enter>3<Enter>4<Enter>");
+    h.snap("nfs_nodes_remove_form_empty");
+    h.keys("<Tab>c[02-03]<Enter><Enter>");
+    h.snap("nfs_nodes_remove_confirm");
+    assert!(h.screen().contains("nodes/c02") || h.screen().contains("c02"));
+    h.keys("n");
+    assert!(h.app.job().is_none(), "no job was started");
+}
