@@ -56,6 +56,9 @@ pub struct ConfigFile {
     /// Paths a node of an NFS golden image keeps across reboots (its own copy).
     pub nfs_persist_paths: Option<Vec<String>>,
     pub listen: Option<String>,
+    /// Show an iPXE menu on each node's console for this long before booting its
+    /// assigned entry (0: no menu, boot at once).
+    pub boot_menu_timeout_ms: Option<u64>,
     pub compression: Option<Compression>,
     pub compression_level: Option<u32>,
     pub keep_generations: Option<u32>,
@@ -146,6 +149,7 @@ pub struct Config {
     pub nfs_clients: String,
     pub nfs_persist_paths: Vec<String>,
     pub listen: String,
+    pub boot_menu_timeout_ms: u64,
     pub compression: Compression,
     pub compression_level: u32,
     pub keep_generations: u32,
@@ -403,6 +407,7 @@ impl Config {
             nfs_clients,
             nfs_persist_paths,
             listen: f.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string()),
+            boot_menu_timeout_ms: f.boot_menu_timeout_ms.unwrap_or(0),
             compression,
             compression_level,
             keep_generations,

@@ -239,7 +239,7 @@ pub fn render_node(cfg: &Config, inv: &Inventory, node: &Node, a: &Assign) -> Re
     v.insert("vars", var_lines.join("\n"));
     v.insert("base_url", static_base(cfg));
     v.insert("images_path", rel_to_web(cfg, &cfg.images_dir));
-    v.insert("menu", String::new());
+    v.insert("menu", render_menu(cfg.boot_menu_timeout_ms, a.boot_type));
     let text = render(NODE_TEMPLATE, &v)?;
     // `set NAME` with nothing after it is an error in some iPXE builds: clear instead.
     Ok(text
@@ -251,6 +251,34 @@ pub fn render_node(cfg: &Config, inv: &Inventory, node: &Node, a: &Assign) -> Re
         .collect::<Vec<_>>()
         .join("\n")
         + "\n")
+}
+
+/// The optional console menu: every item is a label of the node script, and its
+/// default is the assigned boot type, so a timeout or Enter can never fall back to an
+/// unintended entry (the reference's silent OS reinstall).
+pub fn render_menu(timeout_ms: u64, default: BootType) -> String {
+    if timeout_ms == 0 {
+        return String::new();
+    }
+    let mut m = vec!["menu disklessset boot menu for ${dls-node}".to_string()];
+    for (bt, label) in [
+        (BootType::Diskless, "Diskless image ${node-image}"),
+        (BootType::Disk, "Local disk"),
+        (BootType::Next, "Next boot device"),
+        (BootType::Osdeploy, "OS deployment (equipment profile)"),
+        (BootType::Clone, "Clone (equipment profile)"),
+        (
+            BootType::Clonedeploy,
+            "Clone deployment (equipment profile)",
+        ),
+    ] {
+        m.push(format!("item {} {label}", bt.as_str()));
+    }
+    m.push(format!(
+        "choose --default {} --timeout {timeout_ms} dls-choice && goto ${{dls-choice}} ||",
+        default.as_str()
+    ));
+    m.join("\n")
 }
 
 /// Checks that a diskless image can boot: exists, created, with an initramfs.
@@ -511,6 +539,25 @@ mod tests {
             ..a
         };
         assert!(render_node(&cfg, &inv, &inv.nodes["c1"], &bad).is_err());
+    }
+
+    #[test]
+    fn menu_items_are_labels_and_default_is_the_assignment() {
+        assert_eq!(render_menu(0, BootType::Disk), "");
+        for bt in BootType::ALL {
+            let m = render_menu(5000, bt);
+            assert!(
+                m.contains(&format!("choose --default {} --timeout 5000", bt.as_str())),
+                "{m}"
+            );
+            for line in m.lines().filter(|l| l.starts_with("item ")) {
+                let label = line.split_whitespace().nth(1).unwrap();
+                assert!(
+                    NODE_TEMPLATE.contains(&format!("\n:{label}\n")),
+                    "no label {label}"
+                );
+            }
+        }
     }
 
     #[test]
