@@ -405,19 +405,24 @@ fn remove_exec_dirs(ctx: &Ctx) -> Result<Vec<PathBuf>> {
 fn remove_temp_files(ctx: &Ctx) -> Result<Vec<PathBuf>> {
     let cfg = &ctx.cfg;
     let mut out = Vec::new();
+    // (root, depth): the NFS dirs hold whole trees, so only their top level is looked at
+    // (where an interrupted golden copy or clone leaves its temp tree).
     let roots = [
-        cfg.images_dir.clone(),
-        cfg.kernels_dir.clone(),
-        cfg.nodes_ipxe_dir.clone(),
-        cfg.state_dir.clone(),
-        cfg.web_root.clone(),
+        (cfg.images_dir.clone(), 3),
+        (cfg.kernels_dir.clone(), 3),
+        (cfg.nodes_ipxe_dir.clone(), 3),
+        (cfg.state_dir.clone(), 3),
+        (cfg.web_root.clone(), 3),
+        (cfg.nfs_staging_dir.clone(), 1),
+        (cfg.nfs_golden_dir.clone(), 1),
+        (cfg.nfs_nodes_dir.clone(), 2),
     ];
-    for root in roots {
+    for (root, depth) in roots {
         if !root.is_dir() {
             continue;
         }
         for e in walkdir::WalkDir::new(&root)
-            .max_depth(3)
+            .max_depth(depth)
             .same_file_system(true)
             .into_iter()
             .flatten()

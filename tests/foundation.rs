@@ -100,6 +100,8 @@ fn recover_cleans_leftovers() {
         .join("fine")
         .join(".disklessset-tmp.999999.0000.squashfs.img");
     std::fs::write(&tmp, "half").unwrap();
+    let nfs_tmp = s.root().join("nfsimages/golden/.disklessset-tmp.999999.g1");
+    std::fs::create_dir_all(nfs_tmp.join("etc")).unwrap();
     let exec_dir = s.root().join("workdir/.exec-fine-999999");
     std::fs::create_dir_all(exec_dir.join("mnt")).unwrap();
     let rep: serde_json::Value = serde_json::from_str(&s.ok(&["recover", "--json"])).unwrap();
@@ -108,6 +110,7 @@ fn recover_cleans_leftovers() {
     assert_eq!(rep["corrupted"][0], "c1");
     assert!(!tmp.exists());
     assert!(!exec_dir.exists(), "exec scratch dir of a dead process");
+    assert!(!nfs_tmp.exists(), "interrupted golden copy");
     assert!(s.mounts().is_empty());
     assert_eq!(s.state_of("fine").as_deref(), Some("created"));
     // a second run has nothing left to do
