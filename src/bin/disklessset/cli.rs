@@ -612,7 +612,14 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
             disklessset::boot::serve::run(server, shutdown)?;
         }
         Command::Initramfs { name, flavour } => {
-            let rep = livenet::initramfs(ctx, &name, flavour.as_deref())?;
+            let class = disklessset::store::load(&ctx.cfg, &name)?.image_class;
+            let rep = match class {
+                disklessset::store::ImageClass::NfsStagingImage
+                | disklessset::store::ImageClass::NfsGoldenImage => {
+                    disklessset::modules::nfs::initramfs(ctx, &name, flavour.as_deref())?
+                }
+                _ => livenet::initramfs(ctx, &name, flavour.as_deref())?,
+            };
             if g.json {
                 output::json(&rep)?;
             } else {
