@@ -820,6 +820,45 @@ pub fn nodes_list(ctx: &Ctx, image: &str, set: Option<&str>) -> Result<Vec<NodeE
         .collect())
 }
 
+/// `initramfs NAME` for an NFS image: the own initramfs (the only flavour that can boot
+/// an NFS root here) from the tree's own modules; the kernel is republished and
+/// boot.ipxe rewritten.
+pub fn initramfs(
+    ctx: &Ctx,
+    name: &str,
+    flavour: Option<&str>,
+) -> Result<crate::modules::livenet::InitramfsReport> {
+    crate::names::image(name)?;
+    if let Some(f) = flavour {
+        if f != "own" {
+            return Err(Error::invalid(format!(
+                "--flavour {f}: NFS images boot with the own initramfs (dracut has no overlay for NFS roots)"
+            )));
+        }
+    }
+    let _l = crate::store::lock::lock_image(&ctx.cfg, name, "initramfs")?;
+    let mut rec = crate::store::load(&ctx.cfg, name)?;
+    let tree = tree_of(&ctx.cfg, &rec)
+        .ok_or_else(|| Error::invalid(format!("image {name} is not an NFS image")))?;
+    let kver = match rec.kernel_version() {
+        Some(k) if tree.join("lib/modules").join(k).is_dir() => k.to_string(),
+        _ => crate::build::kernel_version(&tree)?,
+    };
+    crate::modules::livenet::publish_kernel(ctx, &tree, &kver)?;
+    let rep = crate::modules::livenet::build_initramfs(ctx, &tree, &kver, "own")?;
+    rec.kernel = Some(format!("vmlinuz-{kver}"));
+    rec.image = rep
+        .file
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned());
+    rec.initramfs_flavour = Some("own".into());
+    if !ctx.runner.dry_run() {
+        crate::store::save(&ctx.cfg, &rec)?;
+    }
+    write_boot_ipxe(ctx, &rec)?;
+    Ok(rep)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -881,43 +920,4 @@ mod tests {
         assert!(p.contains(&PathBuf::from("/srv/dl/nfsimages/nodes/gold")));
         assert_eq!(Nfs.candidate_paths(&cfg, "x").len(), 3);
     }
-}
-
-/// `initramfs NAME` for an NFS image: the own initramfs (the only flavour that can boot
-/// an NFS root here) from the tree's own modules; the kernel is republished and
-/// boot.ipxe rewritten.
-pub fn initramfs(
-    ctx: &Ctx,
-    name: &str,
-    flavour: Option<&str>,
-) -> Result<crate::modules::livenet::InitramfsReport> {
-    crate::names::image(name)?;
-    if let Some(f) = flavour {
-        if f != "own" {
-            return Err(Error::invalid(format!(
-                "--flavour {f}: NFS images boot with the own initramfs (dracut has no overlay for NFS roots)"
-            )));
-        }
-    }
-    let _l = crate::store::lock::lock_image(&ctx.cfg, name, "initramfs")?;
-    let mut rec = crate::store::load(&ctx.cfg, name)?;
-    let tree = tree_of(&ctx.cfg, &rec)
-        .ok_or_else(|| Error::invalid(format!("image {name} is not an NFS image")))?;
-    let kver = match rec.kernel_version() {
-        Some(k) if tree.join("lib/modules").join(k).is_dir() => k.to_string(),
-        _ => crate::build::kernel_version(&tree)?,
-    };
-    crate::modules::livenet::publish_kernel(ctx, &tree, &kver)?;
-    let rep = crate::modules::livenet::build_initramfs(ctx, &tree, &kver, "own")?;
-    rec.kernel = Some(format!("vmlinuz-{kver}"));
-    rec.image = rep
-        .file
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned());
-    rec.initramfs_flavour = Some("own".into());
-    if !ctx.runner.dry_run() {
-        crate::store::save(&ctx.cfg, &rec)?;
-    }
-    write_boot_ipxe(ctx, &rec)?;
-    Ok(rep)
 }
