@@ -735,20 +735,6 @@ pub struct CreateReport {
     pub on_tmpfs: bool,
 }
 
-/// MemAvailable in MiB.
-fn mem_available_mib() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb / 1024)
-        .unwrap_or(0)
-}
-
 /// Room a build tree of this type needs (generous: the tree plus apt's downloads).
 fn build_room_mib(t: crate::store::LivenetType) -> u64 {
     match t {
@@ -828,7 +814,7 @@ pub fn create(ctx: &Ctx, o: &LivenetCreate) -> Result<CreateReport> {
     let build_dir = work.join("build");
     let tree = build_dir.join("tree");
     let room = build_room_mib(o.livenet_type);
-    let on_tmpfs = mem_available_mib() > room * 2;
+    let on_tmpfs = crate::sys::proc::mem_available_mib() > room * 2;
     let mut guard = None;
     if !dry {
         std::fs::create_dir_all(&build_dir).at(&build_dir)?;

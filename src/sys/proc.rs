@@ -53,6 +53,20 @@ pub fn exists_nofollow(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
 
+/// MemAvailable in MiB (0 if unknown): decides whether a build fits on a tmpfs.
+pub fn mem_available_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

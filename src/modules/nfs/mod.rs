@@ -376,19 +376,6 @@ pub struct StagingReport {
     pub exports: ExportsReport,
 }
 
-fn mem_available_mib() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb / 1024)
-        .unwrap_or(0)
-}
-
 /// `nfs staging create`: build the tree (on a tmpfs when RAM allows), set it up as an
 /// NFS root (no SSH host keys: each node makes its own), move it under
 /// `nfs_staging_dir`, publish its kernel, build its initramfs, write boot.ipxe and the
@@ -470,7 +457,7 @@ pub fn create_staging(ctx: &Ctx, o: &StagingCreate) -> Result<StagingReport> {
         LivenetType::Small => 3072,
         LivenetType::Standard => 6144,
     };
-    let on_tmpfs = mem_available_mib() > room * 2;
+    let on_tmpfs = crate::sys::proc::mem_available_mib() > room * 2;
     let mut guard = None;
     if !dry {
         std::fs::create_dir_all(&build_dir).at(&build_dir)?;
