@@ -12,6 +12,7 @@ use crate::store::record::LivenetType;
 use crate::sys::runner::Cmd;
 
 pub mod dnf;
+pub mod image;
 pub mod manifest;
 pub mod mmdebstrap;
 pub mod password;

@@ -119,6 +119,17 @@ pub fn first_line(mut r: impl BufRead, what: &str) -> Result<String> {
     Ok(pw)
 }
 
+/// The root password hash from `--password-file F` or `--password-stdin` (None when
+/// neither is given). The clear text lives only inside this call.
+pub fn hash_from_source(file: Option<&Path>, stdin: bool) -> Result<Option<String>> {
+    let clear = match (file, stdin) {
+        (Some(f), _) => Some(read_password_file(f)?),
+        (None, true) => Some(read_password_stdin()?),
+        (None, false) => None,
+    };
+    clear.map(|c| hash_password(&c)).transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -709,12 +709,7 @@ pub(crate) fn livenet_create_options(a: &LivenetCreateArgs) -> Result<livenet::L
         .as_deref()
         .map(livenet::SizeSpec::parse)
         .transpose()?;
-    let clear = match (&a.password_file, a.password_stdin) {
-        (Some(f), _) => Some(password::read_password_file(f)?),
-        (None, true) => Some(password::read_password_stdin()?),
-        (None, false) => None,
-    };
-    o.password_hash = clear.map(|c| password::hash_password(&c)).transpose()?;
+    o.password_hash = password::hash_from_source(a.password_file.as_deref(), a.password_stdin)?;
     o.ssh_pub_key_file = a.ssh_key.clone();
     o.selinux = a.selinux;
     o.optimize = a.optimize;
@@ -860,12 +855,7 @@ pub(crate) fn nfs_create_options(a: &NfsCreateArgs) -> Result<nfs::StagingCreate
     o.distro = a.distro.clone();
     o.release = a.release.clone();
     o.livenet_type = LivenetType::parse(&a.livenet_type)?;
-    let clear = match (&a.password_file, a.password_stdin) {
-        (Some(f), _) => Some(password::read_password_file(f)?),
-        (None, true) => Some(password::read_password_stdin()?),
-        (None, false) => None,
-    };
-    o.password_hash = clear.map(|c| password::hash_password(&c)).transpose()?;
+    o.password_hash = password::hash_from_source(a.password_file.as_deref(), a.password_stdin)?;
     o.ssh_pub_key_file = a.ssh_key.clone();
     o.selinux = a.selinux;
     o.optimize = a.optimize;

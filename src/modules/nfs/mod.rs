@@ -25,7 +25,6 @@ use crate::modules::livenet::{self, InitramfsReport};
 use crate::modules::Module;
 use crate::ops::Ctx;
 use crate::store::{self, lock, ImageClass, ImageRecord, LivenetType, State};
-use crate::sys::mount::{self, MountGuard};
 use crate::sys::mountinfo;
 use crate::sys::remove::remove_tree;
 use crate::sys::runner::Cmd;
@@ -399,28 +398,23 @@ pub fn create_staging(ctx: &Ctx, o: &StagingCreate) -> Result<StagingReport> {
             dest.display()
         )));
     }
-    let mut spec = build::BuildSpec::new(&o.distro, o.livenet_type)?;
-    spec.release = o.release.clone();
-    spec.extra_packages = o.packages.clone();
-    spec.optimize = o.optimize;
-    spec.mirror = o.mirror.clone();
-    let (_manifest, release) = spec.resolve(ctx)?;
-    spec.release = Some(release.clone());
-    let ssh_key = match &o.ssh_pub_key_file {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| {
-                Error::invalid(format!("--ssh-key {}: cannot read it: {e}", p.display()))
-            })?;
-            Some(
-                build::setup::check_ssh_keys(&text)
-                    .map_err(|e| Error::invalid(format!("--ssh-key {}: {e}", p.display())))?,
-            )
-        }
-        None => None,
-    };
-    if let Some(h) = &o.password_hash {
-        build::password::check_hash(h)?;
-    }
+    let build::image::Checked {
+        spec,
+        release,
+        ssh_key,
+    } = build::image::check_inputs(
+        ctx,
+        &build::image::Inputs {
+            distro: &o.distro,
+            release: o.release.as_deref(),
+            livenet_type: o.livenet_type,
+            packages: &o.packages,
+            optimize: o.optimize,
+            mirror: o.mirror.as_deref(),
+            ssh_pub_key_file: o.ssh_pub_key_file.as_deref(),
+            password_hash: o.password_hash.as_deref(),
+        },
+    )?;
     let builder = build::builder_for(spec.distro);
     let total = 6;
     let creation = if dry {
@@ -449,29 +443,11 @@ pub fn create_staging(ctx: &Ctx, o: &StagingCreate) -> Result<StagingReport> {
     // 1. The build tree, in the work dir, on a tmpfs when RAM allows.
     ctx.progress.step(1, total, "prepare the build directory");
     let work = cfg.image_workdir(&o.name);
-    remove_tree(&ctx.runner, &work)?;
-    let build_dir = work.join("build");
-    let tree = build_dir.join("tree");
-    let room: u64 = match o.livenet_type {
-        LivenetType::Core => 2048,
-        LivenetType::Small => 3072,
-        LivenetType::Standard => 6144,
-    };
-    let on_tmpfs = crate::sys::proc::mem_available_mib() > room * 2;
-    let mut guard = None;
-    if !dry {
-        std::fs::create_dir_all(&build_dir).at(&build_dir)?;
-    }
-    if on_tmpfs {
-        mount::mount(
-            &ctx.runner,
-            Some("tmpfs"),
-            "tmpfs",
-            &build_dir,
-            &[&format!("size={room}m"), "mode=0755"],
-        )?;
-        guard = Some(MountGuard::new(&ctx.runner, &build_dir));
-    }
+    let build::image::BuildDir {
+        tree,
+        guard,
+        on_tmpfs,
+    } = build::image::prepare_build_dir(ctx, &work, o.livenet_type)?;
 
     // 2. Packages.
     ctx.progress.step(
