@@ -33,7 +33,7 @@ use serde::Serialize;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::modules::livenet::{self, WorkPaths};
-use crate::ops::Ctx;
+use crate::ctx::Ctx;
 use crate::pack::generations;
 use crate::store::{self, lock, ImageClass, ImageRecord, Layout, State};
 use crate::sys::mountinfo;

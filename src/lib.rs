@@ -5,6 +5,7 @@
 pub mod boot;
 pub mod build;
 pub mod config;
+pub mod ctx;
 pub mod error;
 pub mod fsutil;
 pub mod inside;
@@ -21,4 +22,4 @@ pub mod yaml;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use ops::Ctx;
+pub use ctx::Ctx;

@@ -1,11 +1,11 @@
 //! One function per user action: what the TUI and the CLI both call. Nothing here knows
 //! a terminal exists; long operations report progress through `Ctx::progress`.
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::config::Config;
+pub use crate::ctx::{Ctx, Progress, ProgressEvent};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::kernel::{self, KernelInfo};
@@ -13,62 +13,6 @@ use crate::modules;
 use crate::store::{self, lock, ImageInfo, ImageRecord, State};
 use crate::sys::runner::{Cmd, Runner};
 use crate::sys::{mount, mountinfo, remove};
-
-/// A progress event of a long operation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum ProgressEvent {
-    Step {
-        index: usize,
-        total: usize,
-        label: String,
-    },
-}
-
-type ProgressFn = Arc<dyn Fn(&ProgressEvent) + Send + Sync>;
-
-/// Where progress goes (a TUI gauge, a CLI line, nowhere).
-#[derive(Clone, Default)]
-pub struct Progress(Option<ProgressFn>);
-
-impl Progress {
-    pub fn new(f: impl Fn(&ProgressEvent) + Send + Sync + 'static) -> Self {
-        Progress(Some(Arc::new(f)))
-    }
-
-    pub fn step(&self, index: usize, total: usize, label: &str) {
-        tracing::info!("[{index}/{total}] {label}");
-        if let Some(f) = &self.0 {
-            f(&ProgressEvent::Step {
-                index,
-                total,
-                label: label.to_string(),
-            });
-        }
-    }
-}
-
-/// What every operation needs: the configuration, the runner, a progress sink.
-#[derive(Clone)]
-pub struct Ctx {
-    pub cfg: Config,
-    pub runner: Runner,
-    pub progress: Progress,
-}
-
-impl Ctx {
-    pub fn new(cfg: Config, runner: Runner) -> Self {
-        Ctx {
-            cfg,
-            runner,
-            progress: Progress::default(),
-        }
-    }
-
-    pub fn with_progress(mut self, p: Progress) -> Self {
-        self.progress = p;
-        self
-    }
-}
 
 // ---------------------------------------------------------------- list / show
 

@@ -30,7 +30,7 @@ use serde_saphyr::Spanned;
 use crate::build::{self, password};
 use crate::error::{Error, Result};
 use crate::modules::livenet::{self, LivenetCreate, SizeSpec};
-use crate::ops::Ctx;
+use crate::ctx::Ctx;
 use crate::store::{self, ImageClass, ImageRecord, Layout, LivenetType, State};
 use crate::sys::mountinfo;
 

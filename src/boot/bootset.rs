@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::kernel;
-use crate::ops::Ctx;
+use crate::ctx::Ctx;
 use crate::store::{self, ImageClass, State};
 
 pub const ENTRY_TEMPLATE: &str = include_str!("../../share/ipxe/entry.ipxe");

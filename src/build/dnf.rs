@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::ops::Ctx;
+use crate::ctx::Ctx;
 use crate::sys::runner::Cmd;
 
 use super::{

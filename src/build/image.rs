@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::build::{password, setup, BuildSpec};
 use crate::error::{Error, IoContext, Result};
-use crate::ops::Ctx;
+use crate::ctx::Ctx;
 use crate::store::record::LivenetType;
 use crate::sys::mount::{self, MountGuard};
 use crate::sys::remove::remove_tree;

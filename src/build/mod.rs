@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
-use crate::ops::Ctx;
+use crate::ctx::Ctx;
 use crate::store::record::LivenetType;
 use crate::sys::runner::Cmd;
 
@@ -512,7 +512,7 @@ pub(crate) fn major(release: &str) -> &str {
 #[cfg(test)]
 pub(crate) mod testutil {
     use crate::config::Config;
-    use crate::ops::Ctx;
+    use crate::ctx::Ctx;
     use crate::sys::runner::Runner;
 
     /// A context whose data_dir is the source tree (the shipped manifests).

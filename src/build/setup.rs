@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::ops::Ctx;
+use crate::ctx::Ctx;
 use crate::sys::runner::{Cmd, Runner};
 
 use super::password::check_hash;

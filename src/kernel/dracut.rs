@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::error::{Error, IoContext, Result};
-use crate::ops::Ctx;
+use crate::ctx::Ctx;
 use crate::sys::runner::Cmd;
 
 /// dracut modules of a livenet/NFS initramfs (measured minimal list).

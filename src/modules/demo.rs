@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::error::{IoContext, Result};
 use crate::fsutil;
 use crate::modules::Module;
-use crate::ops::Ctx;
+use crate::ctx::Ctx;
 use crate::store::{self, ImageClass, ImageRecord};
 use crate::sys::mount::{self, MountGuard};
 

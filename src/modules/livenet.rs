@@ -14,7 +14,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::kernel;
 use crate::modules::Module;
-use crate::ops::Ctx;
+use crate::ctx::Ctx;
 use crate::pack::{self, generations};
 use crate::store::{self, lock, ImageClass, ImageRecord, Layout, State};
 use crate::sys::mount::{self, MountGuard, MountStack};

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::ops::Ctx;
+use crate::ctx::Ctx;
 use crate::store::{ImageClass, ImageRecord};
 
 pub trait Module: Send + Sync {

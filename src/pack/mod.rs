@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Compression, Config};
 use crate::error::{Error, IoContext, Result};
-use crate::ops::Ctx;
+use crate::ctx::Ctx;
 use crate::sys::runner::Cmd;
 
 /// What mksquashfs is asked for.

@@ -16,7 +16,7 @@ use crate::boot::nodeset;
 use crate::config::{Config, NfsServerKind};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
-use crate::ops::Ctx;
+use crate::ctx::Ctx;
 use crate::store::{self, ImageClass};
 use crate::sys::runner::Cmd;
 

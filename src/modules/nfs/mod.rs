@@ -23,7 +23,7 @@ use crate::fsutil;
 use crate::kernel;
 use crate::modules::livenet::{self, InitramfsReport};
 use crate::modules::Module;
-use crate::ops::Ctx;
+use crate::ctx::Ctx;
 use crate::store::{self, lock, ImageClass, ImageRecord, LivenetType, State};
 use crate::sys::mountinfo;
 use crate::sys::remove::remove_tree;
