@@ -141,8 +141,7 @@ fn main() {
     // initramfs, both flavours
     let kver = disklessset::build::kernel_version(&tree).unwrap();
     for flavour in ["own", "dracut"] {
-        let rep =
-            disklessset::modules::livenet::build_initramfs(&ctx, &tree, &kver, flavour).unwrap();
+        let rep = disklessset::kernel::build_initramfs(&ctx, &tree, &kver, flavour).unwrap();
         println!(
             "initramfs {flavour}: {:.1}s, {:.1} MB",
             rep.seconds,

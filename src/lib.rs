@@ -4,11 +4,11 @@
 
 pub mod boot;
 pub mod build;
+pub mod cluster;
 pub mod config;
 pub mod ctx;
 pub mod error;
 pub mod fsutil;
-pub mod inside;
 pub mod kernel;
 pub mod logging;
 pub mod modules;
@@ -21,5 +21,5 @@ pub mod sys;
 pub mod yaml;
 
 pub use config::Config;
-pub use error::{Error, Result};
 pub use ctx::Ctx;
+pub use error::{Error, Result};

@@ -3,13 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use disklessset::boot::bootset::{self, Assign, BootType, NetMode};
-use disklessset::config::{Config, ConfigSource};
-use disklessset::logging::{self, Verbosity};
-use disklessset::ops::Ctx;
-use disklessset::sys::Runner;
+use disklessset::ops::{
+    self, Assign, BootType, Config, ConfigSource, Ctx, NetMode, Runner, Verbosity,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,13 +57,19 @@ struct Cli {
     /// Debug logs on stderr
     #[arg(short = 'd', long = "debug")]
     debug: bool,
+    /// Print shell completions for bootset (bash, zsh, fish) and exit
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    completions: Option<clap_complete::Shell>,
+    /// Print the man page of bootset (roff) and exit: `bootset --man | man -l -`
+    #[arg(long, exclusive = true)]
+    man: bool,
 }
 
 fn main() {
-    // SAFETY: default SIGPIPE disposition at start-up (quiet exit on a closed pipe).
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: the default SIGPIPE disposition at start-up, single-threaded, no handler
+    // function (a quiet exit on a closed pipe: `bootset -s | head`).
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -85,6 +89,15 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    if let Some(shell) = cli.completions {
+        let mut cmd = Cli::command();
+        clap_complete::generate(shell, &mut cmd, "bootset", &mut std::io::stdout());
+        return Ok(0);
+    }
+    if cli.man {
+        clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        return Ok(0);
+    }
     let cfg = Config::load(&ConfigSource {
         config_file: cli.config.clone(),
         root: cli.root.clone(),
@@ -94,14 +107,14 @@ fn run(cli: Cli) -> Result<i32> {
     } else {
         Verbosity::Quiet
     };
-    logging::init(&cfg, verbosity, Some(std::io::stderr));
+    ops::init_logging(&cfg, verbosity, Some(std::io::stderr));
     let runner = Runner::new(cli.dry_run);
     let ctx = Ctx::new(cfg, runner.clone());
     if let Some(set) = &cli.status {
         let set = (!set.is_empty())
             .then_some(set.as_str())
             .or(cli.nodes.as_deref());
-        let lines = bootset::status(&ctx, set)?;
+        let lines = ops::bootset_status(&ctx, set)?;
         if cli.json {
             println!("{}", serde_json::to_string_pretty(&lines)?);
         } else if lines.is_empty() {
@@ -133,7 +146,7 @@ fn run(cli: Cli) -> Result<i32> {
             None => NetMode::Default,
         },
     };
-    let rep = bootset::assign(&ctx, &a)?;
+    let rep = ops::bootset_assign(&ctx, &a)?;
     if cli.dry_run {
         for p in runner.plan() {
             println!("{p}");

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::boot::inventory::{Inventory, Node};
-use crate::boot::nodeset;
+use crate::cluster::inventory::{Inventory, Node};
+use crate::cluster::nodeset;
 use crate::config::Config;
+use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::kernel;
-use crate::ctx::Ctx;
 use crate::store::{self, ImageClass, State};
 
 pub const ENTRY_TEMPLATE: &str = include_str!("../../share/ipxe/entry.ipxe");
@@ -510,7 +510,7 @@ mod tests {
     fn templates_render_without_leftover_placeholders() {
         let d = tempfile::tempdir().unwrap();
         let cfg = Config::under_root(d.path()).unwrap();
-        let inv = crate::boot::inventory::parse_native(
+        let inv = crate::cluster::inventory::parse_native(
             "c1: {mac: '52:54:00:00:00:01', ip: 10.0.0.1, netmask: 24, gateway: 10.0.0.254, vars: {console: ttyS1, kernel_args: quiet}}\n",
             Path::new("n"),
         )

@@ -1,6 +1,5 @@
-//! Booting nodes: the inventory, node sets, bootset's iPXE scripts and the HTTP server.
+//! Booting nodes: iPXE scripts (image scripts, bootset's entry and node scripts) and the HTTP boot server.
 pub mod bootset;
 pub mod http;
-pub mod inventory;
-pub mod nodeset;
+pub mod ipxe;
 pub mod serve;

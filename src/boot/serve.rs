@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use crate::boot::bootset;
 use crate::boot::http::{self, DynamicHandler, Request, Response, Server, ServerConfig};
-use crate::boot::inventory::{normalize_mac, Inventory};
+use crate::cluster::inventory::{normalize_mac, Inventory};
 use crate::config::Config;
 use crate::error::{Error, Result};
 

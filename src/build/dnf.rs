@@ -6,8 +6,8 @@
 //! front with the config key to set (the reference's most reported failure).
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
 use crate::ctx::Ctx;
+use crate::error::{Error, Result};
 use crate::sys::runner::Cmd;
 
 use super::{

@@ -3,12 +3,187 @@
 //! build directory in the work dir, on a tmpfs when RAM allows.
 use std::path::{Path, PathBuf};
 
-use crate::build::{password, setup, BuildSpec};
-use crate::error::{Error, IoContext, Result};
+use crate::build::{self as b, password, setup, BuildSpec};
 use crate::ctx::Ctx;
+use crate::error::{Error, IoContext, Result};
 use crate::store::record::LivenetType;
+use crate::store::{self, Creation, ImageClass, ImageRecord};
 use crate::sys::mount::{self, MountGuard};
 use crate::sys::remove::remove_tree;
+
+/// The build options `livenet create` and `nfs staging create` share (what their
+/// command lines and parameters files give): one type, filled once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildOptions {
+    pub distro: String,
+    /// None: the manifest's default release.
+    pub release: Option<String>,
+    pub livenet_type: LivenetType,
+    /// A crypt(3) SHA-512 hash (the clear password never reaches here).
+    pub password_hash: Option<String>,
+    /// Public key file; its text goes to /root/.ssh/authorized_keys.
+    pub ssh_pub_key_file: Option<PathBuf>,
+    pub selinux: bool,
+    pub optimize: bool,
+    pub packages: Vec<String>,
+    pub mirror: Option<String>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            distro: "debian".into(),
+            release: None,
+            livenet_type: LivenetType::Core,
+            password_hash: None,
+            ssh_pub_key_file: None,
+            selinux: false,
+            optimize: false,
+            packages: Vec::new(),
+            mirror: None,
+        }
+    }
+}
+
+impl BuildOptions {
+    pub fn inputs(&self) -> Inputs<'_> {
+        Inputs {
+            distro: &self.distro,
+            release: self.release.as_deref(),
+            livenet_type: self.livenet_type,
+            packages: &self.packages,
+            optimize: self.optimize,
+            mirror: self.mirror.as_deref(),
+            ssh_pub_key_file: self.ssh_pub_key_file.as_deref(),
+            password_hash: self.password_hash.as_deref(),
+        }
+    }
+
+    /// The record of a new image built with these options (kernel, initramfs and
+    /// layout are the module's to fill).
+    pub fn record(&self, name: &str, class: ImageClass, release: &str) -> ImageRecord {
+        let mut rec = ImageRecord::new(name, class);
+        rec.livenet_type = Some(self.livenet_type);
+        rec.distro = Some(self.distro.clone());
+        rec.release_version = Some(release.to_string());
+        rec.password = self.password_hash.clone();
+        rec.ssh_pub_key = self
+            .ssh_pub_key_file
+            .as_ref()
+            .map(|p| p.display().to_string());
+        rec.selinux = self.selinux;
+        rec.optimize = self.optimize;
+        rec.additional_packages = self.packages.clone();
+        rec
+    }
+}
+
+/// What the shared first half of a creation hands the module: the set-up tree in the
+/// work dir, the new record, the creation marker (finished by the module once it is
+/// published).
+pub struct Built {
+    pub rec: ImageRecord,
+    pub creation: Option<Creation>,
+    pub work: PathBuf,
+    pub tree: PathBuf,
+    pub guard: Option<MountGuard>,
+    pub on_tmpfs: bool,
+    pub kver: String,
+    pub build_seconds: f64,
+}
+
+/// How a module wants its tree built and set up.
+pub struct Pipeline<'a> {
+    pub name: &'a str,
+    pub class: ImageClass,
+    /// The creation marker's operation (`livenet create`).
+    pub operation: &'a str,
+    /// What a dry run notes before any step ("create livenet image NAME (...)").
+    pub plan: String,
+    /// Steps of the whole creation (the module's steps follow the three here).
+    pub total_steps: usize,
+    /// Step 3's label.
+    pub setup_label: &'a str,
+    /// What a dry run notes for step 3.
+    pub setup_plan: String,
+    pub nfs_root: bool,
+    pub generation: Option<u32>,
+}
+
+/// Checks the inputs, reserves the name (creation marker), and runs the three steps
+/// every built image shares: 1. the build directory (tmpfs when RAM allows), 2. the
+/// packages from the repositories, 3. the setup (password, key, os-release, console,
+/// ready unit). On failure the image stays `corrupted` (clearable), nothing mounted
+/// once the guard drops.
+pub fn build_tree(ctx: &Ctx, o: &BuildOptions, p: &Pipeline) -> Result<Built> {
+    let dry = ctx.runner.dry_run();
+    let Checked {
+        spec,
+        release,
+        ssh_key,
+    } = check_inputs(ctx, &o.inputs())?;
+    let builder = b::builder_for(spec.distro);
+    let creation = if dry {
+        ctx.runner.note(p.plan.replace("{release}", &release));
+        None
+    } else {
+        Some(store::begin_creation(&ctx.cfg, p.name, p.operation)?)
+    };
+    let rec = o.record(p.name, p.class, &release);
+
+    ctx.progress
+        .step(1, p.total_steps, "prepare the build directory");
+    let work = ctx.cfg.image_workdir(p.name);
+    let BuildDir {
+        tree,
+        guard,
+        on_tmpfs,
+    } = prepare_build_dir(ctx, &work, o.livenet_type)?;
+
+    ctx.progress.step(
+        2,
+        p.total_steps,
+        &format!(
+            "install {} {release} ({}) with {}",
+            o.distro,
+            o.livenet_type.as_str(),
+            builder.tool()
+        ),
+    );
+    let t = std::time::Instant::now();
+    builder.build(ctx, &spec, &tree)?;
+    let build_seconds = t.elapsed().as_secs_f64();
+
+    ctx.progress.step(3, p.total_steps, p.setup_label);
+    let kver = if dry {
+        "KVER".to_string()
+    } else {
+        b::kernel_version(&tree)?
+    };
+    let mut setup = b::SetupSpec::new(p.name);
+    setup.password_hash = o.password_hash.clone();
+    setup.ssh_pub_key = ssh_key;
+    setup.selinux = o.selinux;
+    setup.kernel = Some(kver.clone());
+    setup.generation = p.generation;
+    setup.nfs_root = p.nfs_root;
+    if dry {
+        ctx.runner
+            .note(p.setup_plan.replace("{tree}", &tree.display().to_string()));
+    } else {
+        b::setup_tree(ctx, &tree, &setup)?;
+    }
+    Ok(Built {
+        rec,
+        creation,
+        work,
+        tree,
+        guard,
+        on_tmpfs,
+        kver,
+        build_seconds,
+    })
+}
 
 /// The inputs both `livenet create` and `nfs staging create` take.
 #[derive(Debug, Clone, Copy)]

@@ -1,8 +1,8 @@
 //! Debian and Ubuntu trees with mmdebstrap.
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
 use crate::ctx::Ctx;
+use crate::error::{Error, Result};
 use crate::sys::runner::Cmd;
 
 use super::{

@@ -6,8 +6,8 @@
 //! Every external program goes through the runner; nothing secret goes through argv.
 use std::path::Path;
 
-use crate::error::{Error, IoContext, Result};
 use crate::ctx::Ctx;
+use crate::error::{Error, IoContext, Result};
 use crate::store::record::LivenetType;
 use crate::sys::runner::Cmd;
 

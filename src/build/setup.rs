@@ -10,8 +10,8 @@
 //! ssh); with neither, `prohibit-password` and root stays locked.
 use std::path::Path;
 
-use crate::error::{Error, Result};
 use crate::ctx::Ctx;
+use crate::error::{Error, Result};
 use crate::sys::runner::{Cmd, Runner};
 
 use super::password::check_hash;

@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::error::{Error, IoContext, Result};
 use crate::ctx::Ctx;
+use crate::error::{Error, IoContext, Result};
 use crate::sys::runner::Cmd;
 
 /// dracut modules of a livenet/NFS initramfs (measured minimal list).

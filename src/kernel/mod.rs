@@ -3,6 +3,9 @@ pub mod cpio;
 pub mod dracut;
 pub mod kmods;
 pub mod own;
+pub mod publish;
+
+pub use publish::{build_initramfs, publish_kernel, InitramfsReport};
 
 use std::path::PathBuf;
 

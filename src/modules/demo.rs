@@ -4,10 +4,10 @@
 //! file and the creation marker left behind, exactly as a `kill -9` would.
 use std::time::Duration;
 
+use crate::ctx::Ctx;
 use crate::error::{IoContext, Result};
 use crate::fsutil;
 use crate::modules::Module;
-use crate::ctx::Ctx;
 use crate::store::{self, ImageClass, ImageRecord};
 use crate::sys::mount::{self, MountGuard};
 
@@ -29,7 +29,7 @@ impl Module for Demo {
 }
 
 /// Options of `demo create`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DemoCreate {
     pub name: String,
     pub message: String,

@@ -1,6 +1,9 @@
 //! The Module trait and the registry: livenet, nfs and demo plug in here. Generic
-//! maintenance (list, remove, clone, clear) lives in `ops`; a module adds what is
-//! specific to its images (paths it owns outside the image dir, content to clone).
+//! maintenance (list, remove, clone, clear, kernel set, initramfs) lives in `ops`; a
+//! module adds what is specific to its images (paths it owns outside the image dir,
+//! content to clone, its boot script, its initramfs). Modules never import each other:
+//! what two of them share lives one layer down (`build::image`, `kernel::publish`,
+//! `boot::ipxe`, `cluster`).
 pub mod demo;
 pub mod livenet;
 pub mod nfs;
@@ -10,8 +13,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::error::Result;
 use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::kernel::InitramfsReport;
 use crate::store::{ImageClass, ImageRecord};
 
 pub trait Module: Send + Sync {
@@ -41,6 +45,21 @@ pub trait Module: Send + Sync {
     /// Cleans what refers to the image after removal (exports, ...).
     fn after_remove(&self, _ctx: &Ctx, _rec: &ImageRecord) -> Result<()> {
         Ok(())
+    }
+    /// The image's `boot.ipxe` text; None for images that do not boot (demo).
+    fn boot_script(&self, _cfg: &Config, _rec: &ImageRecord) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// `initramfs NAME [--flavour F]`: builds the image's initramfs from its own kernel
+    /// modules, publishes its kernel, rewrites its boot script.
+    fn initramfs(&self, _ctx: &Ctx, name: &str, _flavour: Option<&str>) -> Result<InitramfsReport> {
+        Err(Error::invalid(format!(
+            "image {name} is a {} image, not a livenet image",
+            self.classes()
+                .first()
+                .map(|c| c.as_str())
+                .unwrap_or(self.name())
+        )))
     }
 }
 

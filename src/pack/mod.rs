@@ -5,8 +5,8 @@ pub mod generations;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Compression, Config};
-use crate::error::{Error, IoContext, Result};
 use crate::ctx::Ctx;
+use crate::error::{Error, IoContext, Result};
 use crate::sys::runner::Cmd;
 
 /// What mksquashfs is asked for.

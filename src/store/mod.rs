@@ -65,6 +65,16 @@ pub struct ImageInfo {
     pub record: Option<ImageRecord>,
 }
 
+impl ImageInfo {
+    /// The state as people read it: `in_creation (pid N)` names the creating process.
+    pub fn state_label(&self) -> String {
+        match (self.state, &self.holder) {
+            (State::InCreation, Some(h)) => format!("in_creation (pid {})", h.pid),
+            (s, _) => s.to_string(),
+        }
+    }
+}
+
 /// What a creation marker holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Marker {

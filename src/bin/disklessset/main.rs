@@ -1,4 +1,5 @@
 //! `disklessset`: the full-screen menu by default, every action also a subcommand.
+mod args;
 mod cli;
 mod output;
 mod tui;

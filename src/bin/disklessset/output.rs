@@ -2,11 +2,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use disklessset::fsutil::human_size;
-use disklessset::kernel::KernelInfo;
-use disklessset::modules::ModuleInfo;
-use disklessset::ops::RecoverReport;
-use disklessset::store::{ImageInfo, State};
+use disklessset::ops::{human_size, ImageInfo, KernelInfo, ModuleInfo, NodeEntry, Outcome};
 
 pub fn json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
@@ -40,13 +36,6 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-pub fn state_label(i: &ImageInfo) -> String {
-    match (i.state, &i.holder) {
-        (State::InCreation, Some(h)) => format!("in_creation (pid {})", h.pid),
-        (s, _) => s.to_string(),
-    }
-}
-
 pub fn images(list: &[ImageInfo], as_json: bool) -> Result<()> {
     if as_json {
         return json(list);
@@ -60,7 +49,7 @@ pub fn images(list: &[ImageInfo], as_json: bool) -> Result<()> {
         .map(|i| {
             vec![
                 i.name.clone(),
-                state_label(i),
+                i.state_label(),
                 i.module.clone().unwrap_or_else(|| "-".into()),
                 i.layout.clone().unwrap_or_else(|| "-".into()),
                 human_size(i.size_bytes),
@@ -89,7 +78,7 @@ pub fn image(i: &ImageInfo, as_json: bool) -> Result<()> {
     }
     println!("{}", i.name);
     let mut kv: Vec<(&str, String)> = vec![
-        ("state", state_label(i)),
+        ("state", i.state_label()),
         ("directory", i.dir.display().to_string()),
         ("size", human_size(i.size_bytes)),
     ];
@@ -129,48 +118,36 @@ fn leak(s: &str) -> &'static str {
     Box::leak(s.to_string().into_boxed_str())
 }
 
-pub fn done(as_json: bool, msg: &str) -> Result<()> {
+/// A performed request: its JSON for scripts, else its lines (not in a dry run when
+/// they report work that was not done).
+pub fn outcome(o: &Outcome, as_json: bool, dry_run: bool) -> Result<()> {
     if as_json {
-        json(&serde_json::json!({ "ok": true, "message": msg }))
-    } else {
-        println!("{msg}");
-        Ok(())
+        return json(&o.json);
     }
-}
-
-pub fn recover(r: &RecoverReport, as_json: bool) -> Result<()> {
-    if as_json {
-        return json(r);
-    }
-    let mut any = false;
-    for (what, items) in [
-        ("stale lock cleared", r.stale_locks.clone()),
-        (
-            "unmounted",
-            r.unmounted
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect(),
-        ),
-        ("loop device detached", r.loop_devices.clone()),
-        (
-            "temp file removed",
-            r.temp_files
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect(),
-        ),
-    ] {
-        for i in items {
-            println!("{what}: {i}");
-            any = true;
+    if !dry_run || o.in_dry_run {
+        for l in &o.lines {
+            println!("{l}");
         }
     }
-    for c in &r.corrupted {
-        println!("corrupted image left in place: {c} (remove it with `disklessset clear {c}`)");
+    Ok(())
+}
+
+pub fn nfs_nodes(list: &[NodeEntry], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(list);
     }
-    if !any {
-        println!("nothing to recover");
+    for n in list {
+        println!(
+            "{}\t{}\t{}\t{}",
+            n.node,
+            if n.exists {
+                human_size(n.bytes)
+            } else {
+                "missing".to_string()
+            },
+            n.ip.as_deref().unwrap_or("-"),
+            n.dir.display()
+        );
     }
     Ok(())
 }

@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::boot::inventory::Inventory;
-use crate::boot::nodeset;
+use crate::cluster::inventory::Inventory;
+use crate::cluster::nodeset;
 use crate::config::{Config, NfsServerKind};
+use crate::ctx::Ctx;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
-use crate::ctx::Ctx;
 use crate::store::{self, ImageClass};
 use crate::sys::runner::Cmd;
 

@@ -15,16 +15,17 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::boot::inventory::Inventory;
-use crate::boot::nodeset;
+use crate::boot::ipxe::{self, ImageScript};
+use crate::build::image::{self as bi, BuildOptions};
+use crate::cluster::inventory::Inventory;
+use crate::cluster::nodeset;
 use crate::config::Config;
+use crate::ctx::Ctx;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
-use crate::kernel;
-use crate::modules::livenet::{self, InitramfsReport};
+use crate::kernel::{self, InitramfsReport};
 use crate::modules::Module;
-use crate::ctx::Ctx;
-use crate::store::{self, lock, ImageClass, ImageRecord, LivenetType, State};
+use crate::store::{self, lock, ImageClass, ImageRecord, State};
 use crate::sys::mountinfo;
 use crate::sys::remove::remove_tree;
 use crate::sys::runner::Cmd;
@@ -95,6 +96,12 @@ impl Module for Nfs {
     }
     fn after_remove(&self, ctx: &Ctx, _rec: &ImageRecord) -> Result<()> {
         exports::refresh(ctx).map(|_| ())
+    }
+    fn boot_script(&self, cfg: &Config, rec: &ImageRecord) -> Result<Option<String>> {
+        render_boot_ipxe(cfg, rec).map(Some)
+    }
+    fn initramfs(&self, ctx: &Ctx, name: &str, flavour: Option<&str>) -> Result<InitramfsReport> {
+        initramfs(ctx, name, flavour)
     }
 }
 
@@ -258,25 +265,6 @@ pub fn kernel_cmdline(cfg: &Config, rec: &ImageRecord) -> Result<String> {
 /// image's node (`${dls-node}`, set by bootset's node script) gets its own directory
 /// for the persistent paths.
 pub fn render_boot_ipxe(cfg: &Config, rec: &ImageRecord) -> Result<String> {
-    let kver = rec
-        .kernel_version()
-        .ok_or_else(|| Error::invalid(format!("image {} has no kernel set", rec.name)))?;
-    let initrd = rec.image.clone().ok_or_else(|| {
-        Error::invalid(format!(
-            "image {} has no initramfs: recreate it (nfs staging create)",
-            rec.name
-        ))
-    })?;
-    let rel = |p: &Path| -> String {
-        p.strip_prefix(&cfg.web_root)
-            .map(|r| r.display().to_string())
-            .unwrap_or_else(|_| p.display().to_string())
-    };
-    let kernels = rel(&cfg.kernels_dir);
-    let fallback = cfg
-        .base_url
-        .clone()
-        .unwrap_or_else(|| "http://${next-server}".to_string());
     let server = cfg
         .nfs_server
         .clone()
@@ -285,9 +273,9 @@ pub fn render_boot_ipxe(cfg: &Config, rec: &ImageRecord) -> Result<String> {
         ImageClass::NfsGoldenImage => "golden",
         _ => "staging",
     };
-    let mut persist = String::new();
+    let mut prelude = format!("isset ${{dls-nfs-server}} || set dls-nfs-server {server}\n");
     if rec.image_class == ImageClass::NfsGoldenImage {
-        persist = format!(
+        prelude.push_str(&format!(
             "isset ${{dls-node}} && goto dls-persist || echo disklessset: no dls-node set (boot through bootset): nothing of this node persists\n\
              goto dls-boot\n\
              :dls-persist\n\
@@ -295,53 +283,41 @@ pub fn render_boot_ipxe(cfg: &Config, rec: &ImageRecord) -> Result<String> {
              :dls-boot\n",
             nodes = nodes_root(cfg, &rec.name).display(),
             paths = cfg.nfs_persist_paths.join(","),
-        );
+        ));
     }
-    Ok(format!(
-        "#!ipxe\n\
-         # disklessset NFS {kind} image {name} (initramfs {flavour})\n\
-         isset ${{dls-base}} || set dls-base {fallback}\n\
-         isset ${{dls-console}} || set dls-console console=tty0 console=ttyS0,115200n8\n\
-         isset ${{dls-ip}} || set dls-ip ip=dhcp\n\
-         isset ${{dls-nfs-server}} || set dls-nfs-server {server}\n\
-         {persist}\
-         echo disklessset: booting NFS image {name} from ${{dls-nfs-server}}\n\
-         kernel ${{dls-base}}/{kernels}/vmlinuz-{kver} initrd={initrd} {cmdline} ${{dls-ip}} ${{dls-console}} ${{dls-kernel-args}}\n\
-         initrd ${{dls-base}}/{kernels}/{initrd}\n\
-         boot\n",
-        name = rec.name,
-        flavour = rec.initramfs_flavour.as_deref().unwrap_or("own"),
-        cmdline = kernel_cmdline(cfg, rec)?,
-    ))
+    ipxe::render_image(
+        cfg,
+        &ImageScript {
+            comment: format!(
+                "disklessset NFS {kind} image {} (initramfs {})",
+                rec.name,
+                rec.initramfs_flavour.as_deref().unwrap_or("own")
+            ),
+            prelude,
+            echo: format!(
+                "disklessset: booting NFS image {} from ${{dls-nfs-server}}",
+                rec.name
+            ),
+            cmdline: kernel_cmdline(cfg, rec)?,
+            rec,
+        },
+        "recreate it (nfs staging create)",
+    )
 }
 
+/// Writes the image's `boot.ipxe`.
 pub fn write_boot_ipxe(ctx: &Ctx, rec: &ImageRecord) -> Result<()> {
-    let text = render_boot_ipxe(&ctx.cfg, rec)?;
-    let p = ctx.cfg.image_dir(&rec.name).join("boot.ipxe");
-    if ctx.runner.dry_run() {
-        ctx.runner.note(format!("write {}", p.display()));
-        return Ok(());
-    }
-    fsutil::write_atomic(&p, text.as_bytes(), 0o644)
+    ipxe::write_boot_script(ctx, &rec.name, &render_boot_ipxe(&ctx.cfg, rec)?)
 }
 
 // ---------------------------------------------------------------- staging create
 
 /// Options of `nfs staging create` (the build options of `livenet create`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StagingCreate {
     pub name: String,
-    pub distro: String,
-    pub release: Option<String>,
-    pub livenet_type: LivenetType,
-    /// A crypt(3) SHA-512 hash (the clear password never reaches here).
-    pub password_hash: Option<String>,
-    pub ssh_pub_key_file: Option<PathBuf>,
-    pub selinux: bool,
-    pub optimize: bool,
-    pub packages: Vec<String>,
-    pub mirror: Option<String>,
-    /// `own` (default) or `dracut`.
+    pub build: BuildOptions,
+    /// `own` (the only flavour that boots an NFS root here).
     pub initramfs: String,
 }
 
@@ -349,15 +325,7 @@ impl StagingCreate {
     pub fn new(name: &str) -> Self {
         StagingCreate {
             name: name.to_string(),
-            distro: "debian".into(),
-            release: None,
-            livenet_type: LivenetType::Core,
-            password_hash: None,
-            ssh_pub_key_file: None,
-            selinux: false,
-            optimize: false,
-            packages: Vec::new(),
-            mirror: None,
+            build: BuildOptions::default(),
             initramfs: "own".into(),
         }
     }
@@ -380,7 +348,6 @@ pub struct StagingReport {
 /// `nfs_staging_dir`, publish its kernel, build its initramfs, write boot.ipxe and the
 /// exports. On failure the image is left `corrupted` (clearable).
 pub fn create_staging(ctx: &Ctx, o: &StagingCreate) -> Result<StagingReport> {
-    use crate::build;
     let cfg = &ctx.cfg;
     let dry = ctx.runner.dry_run();
     crate::names::image(&o.name)?;
@@ -398,94 +365,38 @@ pub fn create_staging(ctx: &Ctx, o: &StagingCreate) -> Result<StagingReport> {
             dest.display()
         )));
     }
-    let build::image::Checked {
-        spec,
-        release,
-        ssh_key,
-    } = build::image::check_inputs(
-        ctx,
-        &build::image::Inputs {
-            distro: &o.distro,
-            release: o.release.as_deref(),
-            livenet_type: o.livenet_type,
-            packages: &o.packages,
-            optimize: o.optimize,
-            mirror: o.mirror.as_deref(),
-            ssh_pub_key_file: o.ssh_pub_key_file.as_deref(),
-            password_hash: o.password_hash.as_deref(),
-        },
-    )?;
-    let builder = build::builder_for(spec.distro);
     let total = 6;
-    let creation = if dry {
-        ctx.runner.note(format!(
-            "create NFS staging image {} ({} {release}, {} type) in {}",
-            o.name,
-            o.distro,
-            o.livenet_type.as_str(),
-            dest.display()
-        ));
-        None
-    } else {
-        Some(store::begin_creation(cfg, &o.name, "nfs staging create")?)
-    };
-    let mut rec = ImageRecord::new(&o.name, ImageClass::NfsStagingImage);
-    rec.livenet_type = Some(o.livenet_type);
-    rec.distro = Some(o.distro.clone());
-    rec.release_version = Some(release.clone());
-    rec.password = o.password_hash.clone();
-    rec.ssh_pub_key = o.ssh_pub_key_file.as_ref().map(|p| p.display().to_string());
-    rec.selinux = o.selinux;
-    rec.optimize = o.optimize;
-    rec.additional_packages = o.packages.clone();
-    rec.initramfs_flavour = Some(o.initramfs.clone());
-
-    // 1. The build tree, in the work dir, on a tmpfs when RAM allows.
-    ctx.progress.step(1, total, "prepare the build directory");
-    let work = cfg.image_workdir(&o.name);
-    let build::image::BuildDir {
+    let bi::Built {
+        mut rec,
+        creation,
+        work,
         tree,
         guard,
         on_tmpfs,
-    } = build::image::prepare_build_dir(ctx, &work, o.livenet_type)?;
-
-    // 2. Packages.
-    ctx.progress.step(
-        2,
-        total,
-        &format!(
-            "install {} {release} ({}) with {}",
-            o.distro,
-            o.livenet_type.as_str(),
-            builder.tool()
-        ),
-    );
-    let t = std::time::Instant::now();
-    builder.build(ctx, &spec, &tree)?;
-    let build_seconds = t.elapsed().as_secs_f64();
-
-    // 3. Setup as an NFS root.
-    ctx.progress
-        .step(3, total, "set the image up as an NFS root");
-    let kver = if dry {
-        "KVER".to_string()
-    } else {
-        build::kernel_version(&tree)?
-    };
-    let mut setup = build::SetupSpec::new(&o.name);
-    setup.password_hash = o.password_hash.clone();
-    setup.ssh_pub_key = ssh_key;
-    setup.selinux = o.selinux;
-    setup.kernel = Some(kver.clone());
-    setup.nfs_root = true;
-    if dry {
-        ctx.runner.note(format!(
-            "set up {} as an NFS root: password hash, ssh key (no host keys), os-release, networkd, serial getty, ready unit",
-            tree.display()
-        ));
-    } else {
-        build::setup_tree(ctx, &tree, &setup)?;
-    }
+        kver,
+        build_seconds,
+    } = bi::build_tree(
+        ctx,
+        &o.build,
+        &bi::Pipeline {
+            name: &o.name,
+            class: ImageClass::NfsStagingImage,
+            operation: "nfs staging create",
+            plan: format!(
+                "create NFS staging image {} ({} {{release}}, {} type) in {}",
+                o.name,
+                o.build.distro,
+                o.build.livenet_type.as_str(),
+                dest.display()
+            ),
+            total_steps: total,
+            setup_label: "set the image up as an NFS root",
+            setup_plan: "set up {tree} as an NFS root: password hash, ssh key (no host keys), os-release, networkd, serial getty, ready unit".into(),
+            nfs_root: true,
+            generation: None,
+        },
+    )?;
+    rec.initramfs_flavour = Some(o.initramfs.clone());
 
     // 4. Kernel and initramfs (the own initramfs carries the NFS client).
     ctx.progress.step(
@@ -493,9 +404,9 @@ pub fn create_staging(ctx: &Ctx, o: &StagingCreate) -> Result<StagingReport> {
         total,
         &format!("publish kernel {kver}, build the {} initramfs", o.initramfs),
     );
-    livenet::publish_kernel(ctx, &tree, &kver)?;
+    kernel::publish_kernel(ctx, &tree, &kver)?;
     rec.kernel = Some(format!("vmlinuz-{kver}"));
-    let initramfs = livenet::build_initramfs(ctx, &tree, &kver, &o.initramfs)?;
+    let initramfs = kernel::build_initramfs(ctx, &tree, &kver, &o.initramfs)?;
     rec.image = initramfs
         .file
         .file_name()
@@ -630,22 +541,7 @@ pub struct NodeEntry {
     pub ip: Option<String>,
 }
 
-/// Expands a node set (ClusterShell syntax; `@group` from the inventory) into valid
-/// node names.
-pub fn expand_nodes(cfg: &Config, set: &str) -> Result<Vec<String>> {
-    let inv = if set.contains('@') {
-        Some(Inventory::load(cfg)?)
-    } else {
-        None
-    };
-    let groups = |g: &str| inv.as_ref().and_then(|i| i.group_members(g));
-    let nodes = nodeset::expand(set, &groups)
-        .map_err(|e| Error::invalid(format!("node set {set:?}: {e}")))?;
-    for n in &nodes {
-        crate::names::node(n)?;
-    }
-    Ok(nodes)
-}
+pub use crate::cluster::expand_nodes;
 
 /// `nfs nodes add GOLDEN NODESET`: an empty directory and a read-write export per node.
 pub fn nodes_add(ctx: &Ctx, image: &str, set: &str) -> Result<NodesReport> {
@@ -786,11 +682,7 @@ pub fn nodes_list(ctx: &Ctx, image: &str, set: Option<&str>) -> Result<Vec<NodeE
 /// `initramfs NAME` for an NFS image: the own initramfs (the only flavour that can boot
 /// an NFS root here) from the tree's own modules; the kernel is republished and
 /// boot.ipxe rewritten.
-pub fn initramfs(
-    ctx: &Ctx,
-    name: &str,
-    flavour: Option<&str>,
-) -> Result<crate::modules::livenet::InitramfsReport> {
+pub fn initramfs(ctx: &Ctx, name: &str, flavour: Option<&str>) -> Result<InitramfsReport> {
     crate::names::image(name)?;
     if let Some(f) = flavour {
         if f != "own" {
@@ -807,8 +699,8 @@ pub fn initramfs(
         Some(k) if tree.join("lib/modules").join(k).is_dir() => k.to_string(),
         _ => crate::build::kernel_version(&tree)?,
     };
-    crate::modules::livenet::publish_kernel(ctx, &tree, &kver)?;
-    let rep = crate::modules::livenet::build_initramfs(ctx, &tree, &kver, "own")?;
+    kernel::publish_kernel(ctx, &tree, &kver)?;
+    let rep = kernel::build_initramfs(ctx, &tree, &kver, "own")?;
     rec.kernel = Some(format!("vmlinuz-{kver}"));
     rec.image = rep
         .file

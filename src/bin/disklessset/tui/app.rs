@@ -1,114 +1,29 @@
 //! The state machine: a stack of screens (the main menu at the bottom), at most one
 //! confirm popup, the store status. `handle` takes every event; `render` draws.
-//! Actions end in core calls (`ops::*`, `modules::demo::create`) run as jobs.
+//! Submitted forms and confirmed popups give an `Action`; `perform` turns it into a job.
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::Frame;
 
-use disklessset::boot::bootset::{self as core_bootset, StatusLine};
-use disklessset::kernel::KernelInfo;
-use disklessset::modules::{demo, livenet, nfs};
-use disklessset::ops::{self, Ctx};
-use disklessset::store::ImageInfo;
-use disklessset::sys::Runner;
-use disklessset::Config;
+use disklessset::ops::{
+    self, BootStatusLine as StatusLine, Config, Ctx, ImageClass, ImageInfo, KernelInfo, Runner,
+};
 
+use super::action::Action;
 use super::bootset;
 use super::chrome::{self, MsgKind, StoreStatus};
 use super::form::{FormOutcome, FormState, Stage};
 use super::forms;
-use super::images::{self, ImagesState, Purpose, Request};
-use super::job::{After, Job, Work};
+use super::images::{self, ImagesState, Purpose, Request as Pick};
+use super::job::{After, Job};
 use super::kernels;
 use super::menu::{Entry, MenuState, NOT_AVAILABLE};
 use super::modules::{self, ModuleEntry, Picked, Picker};
 use super::popup::{Answer, Confirm};
+
 use super::{Event, TuiOptions};
-
-/// What a confirmed popup or a submitted form asks for.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    Nothing,
-    DemoCreate {
-        name: String,
-        message: String,
-    },
-    Clone {
-        src: String,
-        dst: String,
-    },
-    Remove(String),
-    Clear(String),
-    Mount(String),
-    Unmount(String),
-    Initramfs(String),
-    Resize {
-        name: String,
-        size: String,
-    },
-    Rollback(String),
-    KernelSet {
-        name: String,
-        version: String,
-    },
-    Params {
-        path: String,
-        distro: Option<String>,
-    },
-    LivenetCreate(Box<LivenetForm>),
-    NfsStagingCreate(Box<NfsStagingForm>),
-    NfsGoldenCreate {
-        name: String,
-        from: String,
-    },
-    NfsNodesAdd {
-        image: String,
-        set: String,
-    },
-    /// Asks (the confirm popup names the node directories), then `NfsNodesRemoveNow`.
-    NfsNodesRemove {
-        image: String,
-        set: String,
-    },
-    NfsNodesRemoveNow {
-        image: String,
-        set: String,
-    },
-    CancelJob,
-}
-
-/// The livenet create form's values, as the CLI's arguments hold them; the job turns them
-/// into `LivenetCreate` with the CLI's own `livenet_create_options`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LivenetForm {
-    pub name: String,
-    pub distro: String,
-    pub release: Option<String>,
-    pub livenet_type: String,
-    pub layout: String,
-    pub size: Option<String>,
-    /// The crypt(3) hash, or why hashing failed.
-    pub password_hash: Result<String, String>,
-    pub ssh_key: Option<std::path::PathBuf>,
-    pub packages: Vec<String>,
-    pub initramfs: String,
-}
-
-/// The nfs staging create form's values, as the CLI's arguments hold them; the job turns
-/// them into `nfs::StagingCreate` with the CLI's own `nfs_create_options`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NfsStagingForm {
-    pub name: String,
-    pub distro: String,
-    pub release: Option<String>,
-    pub livenet_type: String,
-    /// The crypt(3) hash, or why hashing failed.
-    pub password_hash: Result<String, String>,
-    pub ssh_key: Option<std::path::PathBuf>,
-    pub packages: Vec<String>,
-}
 
 pub enum Screen {
     Menu(MenuState),
@@ -131,16 +46,16 @@ const TERMINATE_GRACE: Duration = Duration::from_secs(10);
 const REFRESH_EVERY: Duration = Duration::from_secs(2);
 
 pub struct App {
-    cfg: Config,
-    opts: TuiOptions,
-    tx: Sender<Event>,
-    stack: Vec<Screen>,
-    popup: Option<Confirm>,
+    pub(super) cfg: Config,
+    pub(super) opts: TuiOptions,
+    pub(super) tx: Sender<Event>,
+    pub(super) stack: Vec<Screen>,
+    pub(super) popup: Option<Confirm>,
     status: StoreStatus,
     message: Option<(String, MsgKind)>,
     exit: Option<i32>,
     fatal: Option<String>,
-    next_job: u64,
+    pub(super) next_job: u64,
     terminating: Option<(i32, Instant)>,
     last_refresh: Instant,
     /// Key events handled so far (tests wait on it).
@@ -149,7 +64,7 @@ pub struct App {
 
 impl App {
     pub fn new(cfg: Config, opts: TuiOptions, tx: Sender<Event>) -> App {
-        let status = StoreStatus::read(&cfg);
+        let status = chrome::read_status(&cfg);
         App {
             cfg,
             opts,
@@ -194,12 +109,12 @@ impl App {
         self.job().map(Job::running).unwrap_or(false)
     }
 
-    fn ctx(&self) -> Ctx {
+    pub(super) fn ctx(&self) -> Ctx {
         Ctx::new(self.cfg.clone(), Runner::new(self.opts.dry_run))
     }
 
-    fn refresh(&mut self) {
-        self.status = StoreStatus::read(&self.cfg);
+    pub(super) fn refresh(&mut self) {
+        self.status = chrome::read_status(&self.cfg);
         self.last_refresh = Instant::now();
     }
 
@@ -215,24 +130,17 @@ impl App {
         self.refresh();
     }
 
-    fn info(&mut self, m: impl Into<String>) {
+    pub(super) fn info(&mut self, m: impl Into<String>) {
         self.message = Some((m.into(), MsgKind::Info));
     }
 
     /// The store's images of one NFS class (staging: golden create's sources; golden:
     /// the images that have nodes).
-    fn nfs_images(
-        &self,
-        class: disklessset::store::ImageClass,
-    ) -> disklessset::error::Result<Vec<String>> {
-        Ok(disklessset::store::list(&self.cfg)?
-            .into_iter()
-            .filter(|i| i.record.as_ref().map(|r| r.image_class) == Some(class))
-            .map(|i| i.name)
-            .collect())
+    fn nfs_images(&self, class: ImageClass) -> ops::Result<Vec<String>> {
+        ops::query::images_of_class(&self.cfg, class)
     }
 
-    fn error(&mut self, m: impl Into<String>) {
+    pub(super) fn error(&mut self, m: impl Into<String>) {
         self.message = Some((m.into(), MsgKind::Error));
     }
 
@@ -399,7 +307,7 @@ impl App {
                             self.push(Screen::Form(FormState::new(forms::nfs_staging_create())))
                         }
                         ("nfs", Some("golden create")) => match self
-                            .nfs_images(disklessset::store::ImageClass::NfsStagingImage)
+                            .nfs_images(ImageClass::NfsStagingImage)
                         {
                             Ok(v) if v.is_empty() => self.error(
                                 "no NFS staging image to copy: create one first (staging create)",
@@ -410,13 +318,11 @@ impl App {
                             Err(e) => self.error(e.to_string()),
                         },
                         ("nfs", Some(a @ ("nodes add" | "nodes remove"))) => {
-                            match self.nfs_images(disklessset::store::ImageClass::NfsGoldenImage) {
+                            match self.nfs_images(ImageClass::NfsGoldenImage) {
                                 Ok(v) if v.is_empty() => self
                                     .error("no NFS golden image: create one first (golden create)"),
                                 Ok(v) => {
-                                    let inv =
-                                        disklessset::boot::inventory::Inventory::load(&self.cfg)
-                                            .ok();
+                                    let inv = ops::query::inventory(&self.cfg).ok();
                                     let spec = if a == "nodes add" {
                                         forms::nfs_nodes_add(v, inv)
                                     } else {
@@ -498,21 +404,21 @@ impl App {
             }
             Entry::Params => self.push(Screen::Form(FormState::new(forms::params_file()))),
             Entry::Bootset => {
-                let s = core_bootset::status(&self.ctx(), None).map_err(|e| e.to_string());
+                let s = ops::bootset_status(&self.ctx(), None).map_err(|e| e.to_string());
                 self.push(Screen::Bootset(s));
             }
         }
     }
 
-    fn on_request(&mut self, req: Request) {
+    fn on_request(&mut self, req: Pick) {
         match req {
-            Request::None => {}
-            Request::Back => self.pop(),
-            Request::Details(n) => {
+            Pick::None => {}
+            Pick::Back => self.pop(),
+            Pick::Details(n) => {
                 let info = ops::show(&self.ctx(), &n).map_err(|e| e.to_string());
                 self.push(Screen::Details(Box::new(info)));
             }
-            Request::Act(p, n) => self.act(p, n),
+            Pick::Act(p, n) => self.act(p, n),
         }
     }
 
@@ -522,9 +428,15 @@ impl App {
             Purpose::Browse => {}
             Purpose::Clone => self.push(Screen::Form(FormState::new(forms::clone(&n)))),
             Purpose::Resize => self.push(Screen::Form(FormState::new(forms::resize(&n)))),
-            Purpose::Mount => self.perform(Action::Mount(n)),
-            Purpose::Initramfs => self.perform(Action::Initramfs(n)),
-            Purpose::Unmount => self.perform(Action::Unmount(n)),
+            Purpose::Mount => self.perform(Action::Run(ops::Request::LivenetMount { name: n })),
+            Purpose::Initramfs => self.perform(Action::Run(ops::Request::Initramfs {
+                name: n,
+                flavour: None,
+            })),
+            Purpose::Unmount => self.perform(Action::Run(ops::Request::LivenetUnmount {
+                name: n,
+                discard: false,
+            })),
             Purpose::Kernel => {
                 let versions: Vec<String> = match ops::kernels(&self.ctx()) {
                     Ok(k) => k.into_iter().map(|k| k.version).collect(),
@@ -555,7 +467,7 @@ impl App {
                     )],
                     yes: "roll back".into(),
                     no: "keep the current one".into(),
-                    action: Action::Rollback(n),
+                    action: Action::Run(ops::Request::Rollback { name: n }),
                 });
             }
             Purpose::Remove => {
@@ -569,7 +481,7 @@ impl App {
                     lines,
                     yes: "remove it".into(),
                     no: "keep it".into(),
-                    action: Action::Remove(n),
+                    action: Action::Run(ops::Request::Remove { name: n }),
                 });
             }
             Purpose::Clear => {
@@ -584,7 +496,7 @@ impl App {
                     lines,
                     yes: "clear it".into(),
                     no: "keep it".into(),
-                    action: Action::Clear(n),
+                    action: Action::Run(ops::Request::Clear { name: n }),
                 });
             }
         }
@@ -595,7 +507,7 @@ impl App {
             .images
             .iter()
             .find(|i| i.name == name)
-            .map(crate::output::state_label)
+            .map(ImageInfo::state_label)
             .unwrap_or_else(|| "unknown state".into())
     }
 
@@ -659,372 +571,6 @@ impl App {
             }
             (None, _) => self.stack.push(Screen::Job(j)),
         }
-    }
-
-    // ------------------------------------------------------------------ actions
-
-    fn perform(&mut self, a: Action) {
-        match a {
-            Action::Nothing => {}
-            Action::CancelJob => {
-                if let Some(Screen::Job(j)) = self.stack.last_mut() {
-                    if j.running() {
-                        j.request_cancel();
-                    }
-                }
-            }
-            Action::DemoCreate { name, message } => {
-                let delay = self.opts.demo_step_delay;
-                let n = name.clone();
-                self.start_job(
-                    format!("Create demo image {name}"),
-                    After::Images(name),
-                    Box::new(move |ctx| {
-                        let rec = demo::create(
-                            ctx,
-                            &demo::DemoCreate {
-                                name: n,
-                                message,
-                                crash: false,
-                                step_delay: delay,
-                            },
-                        )?;
-                        Ok(format!("created demo image {}", rec.name))
-                    }),
-                );
-            }
-            Action::LivenetCreate(form) => {
-                let LivenetForm {
-                    name,
-                    distro,
-                    release,
-                    livenet_type,
-                    layout,
-                    size,
-                    password_hash,
-                    ssh_key,
-                    packages,
-                    initramfs,
-                } = *form;
-                let hash = match password_hash {
-                    Ok(h) => h,
-                    Err(e) => return self.error(e),
-                };
-                let args = crate::cli::LivenetCreateArgs {
-                    name: name.clone(),
-                    distro,
-                    release,
-                    livenet_type,
-                    layout,
-                    size,
-                    password_file: None,
-                    password_stdin: false,
-                    ssh_key,
-                    selinux: false,
-                    optimize: false,
-                    packages,
-                    mirror: None,
-                    initramfs,
-                };
-                self.start_job(
-                    format!("Create livenet image {name}"),
-                    After::Images(name),
-                    Box::new(move |ctx| {
-                        let mut o = crate::cli::livenet_create_options(&args)?;
-                        o.password_hash = Some(hash);
-                        let rep = livenet::create(ctx, &o)?;
-                        Ok(format!(
-                            "created livenet image {} (kernel {}, squashfs {}, build {:.0}s)",
-                            rep.name,
-                            rep.kernel,
-                            disklessset::fsutil::human_size(rep.squashfs_bytes),
-                            rep.build_seconds
-                        ))
-                    }),
-                );
-            }
-            Action::NfsStagingCreate(form) => {
-                let NfsStagingForm {
-                    name,
-                    distro,
-                    release,
-                    livenet_type,
-                    password_hash,
-                    ssh_key,
-                    packages,
-                } = *form;
-                let hash = match password_hash {
-                    Ok(h) => h,
-                    Err(e) => return self.error(e),
-                };
-                let args = crate::cli::NfsCreateArgs {
-                    name: name.clone(),
-                    distro,
-                    release,
-                    livenet_type,
-                    password_file: None,
-                    password_stdin: false,
-                    ssh_key,
-                    selinux: false,
-                    optimize: false,
-                    packages,
-                    mirror: None,
-                    initramfs: "own".into(),
-                };
-                self.start_job(
-                    format!("Create NFS staging image {name}"),
-                    After::Images(name),
-                    Box::new(move |ctx| {
-                        let mut o = crate::cli::nfs_create_options(&args)?;
-                        o.password_hash = Some(hash);
-                        let rep = nfs::create_staging(ctx, &o)?;
-                        Ok(format!(
-                            "created NFS staging image {} in {} (kernel {}, tree {}, build {:.0}s); exports: {}",
-                            rep.name,
-                            rep.tree.display(),
-                            rep.kernel,
-                            disklessset::fsutil::human_size(rep.tree_bytes),
-                            rep.build_seconds,
-                            rep.exports.reload
-                        ))
-                    }),
-                );
-            }
-            Action::NfsGoldenCreate { name, from } => {
-                let (n, f) = (name.clone(), from.clone());
-                self.start_job(
-                    format!("Create NFS golden image {name} from {from}"),
-                    After::Images(name),
-                    Box::new(move |ctx| {
-                        let rep = nfs::create_golden(ctx, &n, &f)?;
-                        Ok(format!(
-                            "created NFS golden image {} from {} in {} ({:.1}s); exports: {}",
-                            rep.name,
-                            rep.source_image,
-                            rep.tree.display(),
-                            rep.copy_seconds,
-                            rep.exports.reload
-                        ))
-                    }),
-                );
-            }
-            Action::NfsNodesAdd { image, set } => {
-                let (i, n) = (image.clone(), set.clone());
-                self.start_job(
-                    format!("Add nodes {set} to image {image}"),
-                    After::Back,
-                    Box::new(move |ctx| {
-                        let rep = nfs::nodes_add(ctx, &i, &n)?;
-                        Ok(format!(
-                            "image {i}: added {}; nodes now {} ({}); exports: {}",
-                            if rep.changed.is_empty() {
-                                "no node"
-                            } else {
-                                &rep.changed
-                            },
-                            rep.nodes,
-                            rep.count,
-                            rep.exports.reload
-                        ))
-                    }),
-                );
-            }
-            Action::NfsNodesRemove { image, set } => {
-                let nodes = match nfs::expand_nodes(&self.cfg, &set) {
-                    Ok(n) => n,
-                    Err(e) => return self.error(e.to_string()),
-                };
-                let root = nfs::nodes_root(&self.cfg, &image);
-                let mut lines = vec![format!(
-                    "Nodes {} of image {image} and the state they keep:",
-                    disklessset::boot::nodeset::fold(&nodes)
-                )];
-                lines.extend(
-                    nodes
-                        .iter()
-                        .map(|n| format!("  {}", root.join(n).display())),
-                );
-                self.popup = Some(Confirm {
-                    title: format!("Remove nodes of image {image}?"),
-                    lines,
-                    yes: "remove them".into(),
-                    no: "keep them".into(),
-                    action: Action::NfsNodesRemoveNow { image, set },
-                });
-            }
-            Action::NfsNodesRemoveNow { image, set } => {
-                let (i, n) = (image.clone(), set.clone());
-                self.start_job(
-                    format!("Remove nodes {set} of image {image}"),
-                    After::Back,
-                    Box::new(move |ctx| {
-                        let rep = nfs::nodes_remove(ctx, &i, &n)?;
-                        Ok(format!(
-                            "image {i}: removed {}; nodes now {}; exports: {}",
-                            rep.changed,
-                            if rep.nodes.is_empty() {
-                                "none"
-                            } else {
-                                &rep.nodes
-                            },
-                            rep.exports.reload
-                        ))
-                    }),
-                );
-            }
-            Action::Clone { src, dst } => {
-                let (s, d) = (src.clone(), dst.clone());
-                self.start_job(
-                    format!("Clone image {src} into {dst}"),
-                    After::Images(dst),
-                    Box::new(move |ctx| {
-                        let rec = ops::clone(ctx, &s, &d)?;
-                        Ok(format!("cloned {s} into {}", rec.name))
-                    }),
-                );
-            }
-            Action::Remove(name) => {
-                let n = name.clone();
-                self.start_job(
-                    format!("Remove image {name}"),
-                    After::Back,
-                    Box::new(move |ctx| {
-                        ops::remove(ctx, &n)?;
-                        Ok(format!("removed image {n}"))
-                    }),
-                );
-            }
-            Action::Mount(name) => {
-                let n = name.clone();
-                self.start_job(
-                    format!("Mount image {name}"),
-                    After::Images(name),
-                    Box::new(move |ctx| {
-                        let mnt = livenet::mount_image(ctx, &n)?;
-                        Ok(format!("image {n} mounted at {}", mnt.display()))
-                    }),
-                );
-            }
-            Action::Params { path, distro } => {
-                self.start_job(
-                    format!("Create images from {path}"),
-                    After::Back,
-                    Box::new(move |ctx| {
-                        let rep = disklessset::params::create_from_params(
-                            ctx,
-                            std::path::Path::new(&path),
-                            &disklessset::params::ParamsOptions {
-                                distro,
-                                replace: false,
-                                yes: false,
-                            },
-                        )?;
-                        let done: Vec<String> = rep
-                            .images
-                            .iter()
-                            .map(|i| format!("{} {}", i.name, i.action.as_str()))
-                            .collect();
-                        Ok(format!("{path}: {}", done.join(", ")))
-                    }),
-                );
-            }
-            Action::Initramfs(name) => {
-                let n = name.clone();
-                self.start_job(
-                    format!("Generate the initramfs of image {name}"),
-                    After::Images(name),
-                    Box::new(move |ctx| {
-                        let rep = livenet::initramfs(ctx, &n, None)?;
-                        Ok(format!(
-                            "initramfs {} ({}) built for image {n}",
-                            rep.file.display(),
-                            rep.flavour
-                        ))
-                    }),
-                );
-            }
-            Action::Unmount(name) => {
-                let n = name.clone();
-                self.start_job(
-                    format!("Unmount image {name}"),
-                    After::Images(name),
-                    Box::new(move |ctx| {
-                        let rep = livenet::unmount_image(ctx, &n, false)?;
-                        Ok(match rep.generation {
-                            Some(g) => format!("image {n} unmounted; repacked as generation {g}"),
-                            None => format!("image {n} unmounted; nothing changed"),
-                        })
-                    }),
-                );
-            }
-            Action::Resize { name, size } => {
-                let n = name.clone();
-                self.start_job(
-                    format!("Resize image {name} to {size}"),
-                    After::Images(name),
-                    Box::new(move |ctx| {
-                        let spec = livenet::SizeSpec::parse(&size)?;
-                        let rep = livenet::resize(ctx, &n, spec)?;
-                        Ok(format!(
-                            "image {n} resized from {}M to {}M; generation {}",
-                            rep.old_mib, rep.new_mib, rep.generation
-                        ))
-                    }),
-                );
-            }
-            Action::Rollback(name) => {
-                let n = name.clone();
-                self.start_job(
-                    format!("Roll back image {name}"),
-                    After::Images(name),
-                    Box::new(move |ctx| {
-                        let g = livenet::rollback(ctx, &n)?;
-                        Ok(format!("image {n} is back at generation {g}"))
-                    }),
-                );
-            }
-            Action::KernelSet { name, version } => {
-                let n = name.clone();
-                self.start_job(
-                    format!("Set the kernel of image {name}"),
-                    After::Images(name),
-                    Box::new(move |ctx| {
-                        let rec = livenet::kernel_set(ctx, &n, &version)?;
-                        Ok(format!(
-                            "image {n} now boots {} with {}",
-                            rec.kernel.unwrap_or_default(),
-                            rec.image.unwrap_or_default()
-                        ))
-                    }),
-                );
-            }
-            Action::Clear(name) => {
-                let n = name.clone();
-                self.start_job(
-                    format!("Clear image {name}"),
-                    After::Back,
-                    Box::new(move |ctx| {
-                        ops::clear(ctx, &n)?;
-                        Ok(format!("cleared image {n}"))
-                    }),
-                );
-            }
-        }
-    }
-
-    fn start_job(&mut self, title: String, after: After, work: Work) {
-        let id = self.next_job;
-        self.next_job += 1;
-        let job = Job::spawn(
-            id,
-            title,
-            after,
-            &self.cfg,
-            self.opts.dry_run,
-            &self.tx,
-            work,
-        );
-        self.stack.push(Screen::Job(job));
     }
 
     // ------------------------------------------------------------------ drawing

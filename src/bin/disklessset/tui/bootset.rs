@@ -6,7 +6,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
-use disklessset::boot::bootset::StatusLine;
+use disklessset::ops::BootStatusLine as StatusLine;
 
 pub fn render(f: &mut Frame, area: Rect, status: &Result<Vec<StatusLine>, String>, nodes: &str) {
     let [table_area, note] =

@@ -1,6 +1,5 @@
 //! The frame around every screen: title bar, help line, message line, status bar (store
 //! path, image count, locks held by other processes).
-use std::path::PathBuf;
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -8,58 +7,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
-use disklessset::ops::{self, Ctx};
-use disklessset::store::{lock, ImageInfo};
-use disklessset::sys::Runner;
-use disklessset::Config;
+/// What the status bar and the images view show (`ops::query::store_summary`).
+pub use disklessset::ops::query::StoreSummary as StoreStatus;
 
-/// What the status bar and the images view show, read through `ops::list`.
-#[derive(Default)]
-pub struct StoreStatus {
-    pub store: PathBuf,
-    pub images: Vec<ImageInfo>,
-    /// Why the store could not be listed (it does not exist yet, ...).
-    pub error: Option<String>,
-    /// Locks held by other live processes: "name: pid N (operation)".
-    pub foreign_locks: Vec<String>,
-    /// Image -> the nodes booting it, folded (`bootset::nodes_by_image`); empty when the
-    /// inventory cannot be read (the bootset view shows that error).
-    pub nodes: std::collections::BTreeMap<String, String>,
-}
-
-impl StoreStatus {
-    pub fn read(cfg: &Config) -> StoreStatus {
-        let store = cfg.root.clone().unwrap_or_else(|| cfg.images_dir.clone());
-        let ctx = Ctx::new(cfg.clone(), Runner::new(true));
-        let me = std::process::id() as i32;
-        let (images, error) = match ops::list(&ctx) {
-            Ok(l) => (l, None),
-            Err(e) => (Vec::new(), Some(e.to_string())),
-        };
-        let mut foreign_locks: Vec<String> = images
-            .iter()
-            .filter_map(|i| i.holder.as_ref().map(|h| (i, h)))
-            .filter(|(_, h)| h.pid != me)
-            .map(|(i, h)| format!("{}: pid {} ({})", i.name, h.pid, h.operation))
-            .collect();
-        if let Some(h) = lock::holder(cfg, lock::STORE_LOCK).filter(|h| h.pid != me) {
-            foreign_locks.push(format!("store: pid {} ({})", h.pid, h.operation));
-        }
-        let nodes = disklessset::boot::bootset::nodes_by_image(cfg)
-            .map(|m| {
-                m.into_iter()
-                    .map(|(img, n)| (img, disklessset::boot::nodeset::fold(&n)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        StoreStatus {
-            store,
-            images,
-            error,
-            foreign_locks,
-            nodes,
-        }
-    }
+/// Reads the store status.
+pub fn read_status(cfg: &disklessset::ops::Config) -> StoreStatus {
+    disklessset::ops::query::store_summary(cfg)
 }
 
 pub enum MsgKind {

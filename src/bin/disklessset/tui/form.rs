@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::app::Action;
+use super::action::Action;
 
 /// Checks one value; the error is shown under the form while typing.
 pub type Validator = fn(&str) -> Result<(), String>;
@@ -26,9 +26,9 @@ pub enum FieldKind {
     Choice(Vec<String>),
     /// A size with units (700M, 1.5G), checked by the core's parser.
     Size,
-    /// A node set (c[001-100],login1,@group), expanded as typed by the core's
-    /// `nodeset::expand` with the groups of this inventory (None: it could not be read).
-    NodeSet(Option<disklessset::boot::inventory::Inventory>),
+    /// A node set (c[001-100],login1,@group), expanded as typed by the core's node set
+    /// rules with the groups of this inventory (None: it could not be read).
+    NodeSet(Option<disklessset::ops::Inventory>),
 }
 
 pub struct FieldSpec {
@@ -140,18 +140,11 @@ impl FormState {
                 (self.values[j] != *v).then(|| "the two entries differ".to_string())
             }
             FieldKind::Choice(opts) => (!opts.contains(v)).then(|| "choose a value".to_string()),
-            FieldKind::Size => disklessset::fsutil::parse_size_mib(v)
+            FieldKind::Size => disklessset::ops::parse_size_mib(v)
                 .err()
                 .map(|e| e.to_string()),
             FieldKind::NodeSet(inv) => {
-                let groups = |g: &str| inv.as_ref().and_then(|i| i.group_members(g));
-                match disklessset::boot::nodeset::expand(v, &groups) {
-                    Ok(nodes) => nodes
-                        .iter()
-                        .find_map(|n| disklessset::names::node(n).err())
-                        .map(|e| e.to_string()),
-                    Err(e) => Some(e.to_string()),
-                }
+                disklessset::ops::query::check_nodeset(inv.as_ref(), v).err()
             }
         }
     }

@@ -1,10 +1,17 @@
 //! The concrete forms. Each is data: fields, their validators (the core's own checks),
 //! the recap sentence, and the action the values become.
-use super::app::{Action, LivenetForm, NfsStagingForm};
-use super::form::{FieldKind, FieldSpec, FormSpec};
+use std::path::PathBuf;
+
+use disklessset::ops::{
+    self, BuildOptions, DemoCreate, Inventory, LivenetCreate, LivenetType, ParamsOptions, Request,
+    SizeSpec, StagingCreate,
+};
+
+use super::action::Action;
+use super::form::{FieldKind, FieldSpec, FormSpec, Values};
 
 fn image_name(s: &str) -> Result<(), String> {
-    disklessset::names::image(s).map_err(|e| e.to_string())
+    ops::query::check_image_name(s).map_err(|e| e.to_string())
 }
 
 fn message(s: &str) -> Result<(), String> {
@@ -27,9 +34,14 @@ pub fn demo_create() -> FormSpec {
                 .default("hello from disklessset")
                 .help("The text the demo image holds (demo.txt)."),
         ],
-        submit: |v| Action::DemoCreate {
-            name: v.get("name").to_string(),
-            message: v.get("message").to_string(),
+        submit: |v| {
+            Action::Run(Request::DemoCreate(DemoCreate {
+                name: v.get("name").to_string(),
+                message: v.get("message").to_string(),
+                crash: false,
+                // The TUI's own pause between steps replaces it (`TuiOptions`).
+                step_delay: std::time::Duration::ZERO,
+            }))
         },
     }
 }
@@ -50,17 +62,17 @@ pub fn clone(src: &str) -> FormSpec {
                 help: "The image to copy (pick another one in the images list).",
             },
         ],
-        submit: |v| Action::Clone {
-            src: v.get("src").to_string(),
-            dst: v.get("name").to_string(),
+        submit: |v| {
+            Action::Run(Request::Clone {
+                src: v.get("src").to_string(),
+                dst: v.get("name").to_string(),
+            })
         },
     }
 }
 
 fn livenet_size(s: &str) -> Result<(), String> {
-    disklessset::modules::livenet::SizeSpec::parse(s)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    SizeSpec::parse(s).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// `livenet resize NAME SIZE`.
@@ -82,9 +94,12 @@ pub fn resize(name: &str) -> FormSpec {
                 help: "",
             },
         ],
-        submit: |v| Action::Resize {
-            name: v.get("name").to_string(),
-            size: v.get("size").to_string(),
+        submit: |v| match SizeSpec::parse(v.get("size")) {
+            Ok(size) => Action::Run(Request::LivenetResize {
+                name: v.get("name").to_string(),
+                size,
+            }),
+            Err(e) => Action::Invalid(e.to_string()),
         },
     }
 }
@@ -115,9 +130,11 @@ pub fn kernel_set(name: &str, versions: Vec<String>, current: Option<&str>) -> F
                 help: "",
             },
         ],
-        submit: |v| Action::KernelSet {
-            name: v.get("name").to_string(),
-            version: v.get("version").to_string(),
+        submit: |v| {
+            Action::Run(Request::KernelSet {
+                name: v.get("name").to_string(),
+                version: v.get("version").to_string(),
+            })
         },
     }
 }
@@ -129,11 +146,7 @@ fn params_path(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("give the path of a parameters file".into());
     }
-    let p = std::path::Path::new(s);
-    let text = std::fs::read_to_string(p).map_err(|e| format!("{s}: cannot read it: {e}"))?;
-    disklessset::params::parse(&text, p, None)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    ops::query::check_params_file(std::path::Path::new(s)).map_err(|e| e.to_string())
 }
 
 pub const DISTROS: [&str; 7] = [
@@ -163,11 +176,17 @@ pub fn params_file() -> FormSpec {
                 help: "For entries that name no distro (--distro).",
             },
         ],
-        submit: |v| Action::Params {
-            path: v.get("path").to_string(),
-            distro: Some(v.get("distro"))
-                .filter(|d| *d != DISTROS[0])
-                .map(str::to_string),
+        submit: |v| {
+            Action::Run(Request::Params {
+                path: PathBuf::from(v.get("path")),
+                options: ParamsOptions {
+                    distro: Some(v.get("distro"))
+                        .filter(|d| *d != DISTROS[0])
+                        .map(str::to_string),
+                    replace: false,
+                    yes: false,
+                },
+            })
         },
     }
 }
@@ -213,177 +232,159 @@ fn choice(key: &'static str, label: &'static str, opts: &[&str], help: &'static 
     }
 }
 
+/// The build fields both create forms start with (after the name): distro, release,
+/// type (`types`: in the order the form offers them, the first is the default).
+fn build_fields_head(types: &[&str], types_help: &'static str) -> Vec<FieldSpec> {
+    vec![
+        choice(
+            "distro",
+            "Distro",
+            &["debian", "ubuntu", "rocky", "alma", "rhel", "fedora"],
+            "←→ to choose.",
+        ),
+        FieldSpec::text("release", "Release", anything)
+            .help("bookworm, 12, noble, 9, ... Empty: the manifest's release for the distro."),
+        choice("type", "Type", types, types_help),
+    ]
+}
+
+/// The build fields both create forms share after their own: password (twice), key,
+/// packages.
+fn build_fields_tail() -> Vec<FieldSpec> {
+    vec![
+        FieldSpec {
+            key: "password",
+            label: "Root password",
+            kind: FieldKind::Password,
+            default: String::new(),
+            help: "Hashed (SHA-512 crypt) when you start; the clear text is not kept.",
+        },
+        FieldSpec {
+            key: "password2",
+            label: "Password again",
+            kind: FieldKind::Confirm("password"),
+            default: String::new(),
+            help: "The same password, to confirm it.",
+        },
+        FieldSpec::text("ssh_key", "SSH public key", ssh_key)
+            .help("A public key file for /root/.ssh/authorized_keys. Empty: none."),
+        FieldSpec::text("packages", "Extra packages", packages)
+            .help("Comma-separated package names, added to the type's list."),
+    ]
+}
+
+/// The build fields' values as the core's build options: the password is hashed here
+/// (by the core's function); the request carries the hash only.
+fn build_options(v: &Values) -> Result<BuildOptions, String> {
+    Ok(BuildOptions {
+        distro: v.get("distro").to_string(),
+        release: Some(v.get("release").trim())
+            .filter(|r| !r.is_empty())
+            .map(str::to_string),
+        livenet_type: LivenetType::parse(v.get("type")).map_err(|e| e.to_string())?,
+        password_hash: Some(ops::hash_password(v.get("password")).map_err(|e| e.to_string())?),
+        ssh_pub_key_file: Some(v.get("ssh_key"))
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from),
+        selinux: false,
+        optimize: false,
+        packages: v
+            .get("packages")
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect(),
+        mirror: None,
+    })
+}
+
+fn build_recap(what: &str, v: &Values) -> String {
+    format!(
+        "Create {what} {} ({} {}, {} type",
+        v.get("name"),
+        v.get("distro"),
+        Some(v.get("release"))
+            .filter(|r| !r.is_empty())
+            .unwrap_or("default release"),
+        v.get("type"),
+    )
+}
+
 /// `livenet create NAME --distro --release --type --layout --size --password-* --ssh-key
-/// --packages --initramfs`. The password is hashed when the form is submitted; the
-/// action carries the hash only.
+/// --packages --initramfs`.
 pub fn livenet_create() -> FormSpec {
+    let mut fields = vec![FieldSpec::text("name", "Image name", image_name)
+        .help("Letters, digits, '-', '_' and '.'; at most 64 characters.")];
+    fields.extend(build_fields_head(
+        &["standard", "small", "core"],
+        "standard: full system; small: fewer packages; core: the minimum.",
+    ));
+    fields.push(choice(
+        "layout",
+        "Layout",
+        &["native", "compat"],
+        "native: squashfs of the tree; compat: squashfs holding a rootfs.img (the reference's).",
+    ));
+    fields.push(FieldSpec::text("size", "Size (compat)", optional_size).help(
+        "Compat layout only: the rootfs.img size, 700M, 1.5G (100M to 50G) or auto. Empty: auto.",
+    ));
+    fields.extend(build_fields_tail());
+    fields.push(choice(
+        "initramfs",
+        "Initramfs",
+        &["own", "dracut"],
+        "own: disklessset's initramfs; dracut: the distro's dracut livenet one.",
+    ));
     FormSpec {
         title: "Create a livenet image".into(),
         recap: |v| {
             format!(
-                "Create livenet image {} ({} {}, {} type, {} layout)",
-                v.get("name"),
-                v.get("distro"),
-                Some(v.get("release")).filter(|r| !r.is_empty()).unwrap_or("default release"),
-                v.get("type"),
+                "{}, {} layout)",
+                build_recap("livenet image", v),
                 v.get("layout")
             )
         },
-        fields: vec![
-            FieldSpec::text("name", "Image name", image_name)
-                .help("Letters, digits, '-', '_' and '.'; at most 64 characters."),
-            choice(
-                "distro",
-                "Distro",
-                &["debian", "ubuntu", "rocky", "alma", "rhel", "fedora"],
-                "←→ to choose.",
-            ),
-            FieldSpec::text("release", "Release", anything)
-                .help("bookworm, 12, noble, 9, ... Empty: the manifest's release for the distro."),
-            choice(
-                "type",
-                "Type",
-                &["standard", "small", "core"],
-                "standard: full system; small: fewer packages; core: the minimum.",
-            ),
-            choice(
-                "layout",
-                "Layout",
-                &["native", "compat"],
-                "native: squashfs of the tree; compat: squashfs holding a rootfs.img (the reference's).",
-            ),
-            FieldSpec::text("size", "Size (compat)", optional_size).help(
-                "Compat layout only: the rootfs.img size, 700M, 1.5G (100M to 50G) or auto. Empty: auto.",
-            ),
-            FieldSpec {
-                key: "password",
-                label: "Root password",
-                kind: FieldKind::Password,
-                default: String::new(),
-                help: "Hashed (SHA-512 crypt) when you start; the clear text is not kept.",
-            },
-            FieldSpec {
-                key: "password2",
-                label: "Password again",
-                kind: FieldKind::Confirm("password"),
-                default: String::new(),
-                help: "The same password, to confirm it.",
-            },
-            FieldSpec::text("ssh_key", "SSH public key", ssh_key)
-                .help("A public key file for /root/.ssh/authorized_keys. Empty: none."),
-            FieldSpec::text("packages", "Extra packages", packages)
-                .help("Comma-separated package names, added to the type's list."),
-            choice(
-                "initramfs",
-                "Initramfs",
-                &["own", "dracut"],
-                "own: disklessset's initramfs; dracut: the distro's dracut livenet one.",
-            ),
-        ],
+        fields,
         submit: |v| {
-            Action::LivenetCreate(Box::new(LivenetForm {
-                name: v.get("name").to_string(),
-                distro: v.get("distro").to_string(),
-                release: Some(v.get("release").trim())
-                    .filter(|r| !r.is_empty())
-                    .map(str::to_string),
-                livenet_type: v.get("type").to_string(),
-                layout: v.get("layout").to_string(),
-                size: Some(v.get("size").trim())
+            let req = || -> Result<Request, String> {
+                let mut o = LivenetCreate::new(v.get("name"));
+                o.build = build_options(v)?;
+                o.layout = ops::Layout::parse(v.get("layout")).map_err(|e| e.to_string())?;
+                o.size = Some(v.get("size").trim())
                     .filter(|s| !s.is_empty())
-                    .map(str::to_string),
-                password_hash: disklessset::build::password::hash_password(v.get("password"))
-                    .map_err(|e| e.to_string()),
-                ssh_key: Some(v.get("ssh_key"))
-                    .filter(|s| !s.is_empty())
-                    .map(std::path::PathBuf::from),
-                packages: v
-                    .get("packages")
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-                initramfs: v.get("initramfs").to_string(),
-            }))
+                    .map(SizeSpec::parse)
+                    .transpose()
+                    .map_err(|e| e.to_string())?;
+                o.initramfs = v.get("initramfs").to_string();
+                Ok(Request::LivenetCreate(Box::new(o)))
+            };
+            req().map_or_else(Action::Invalid, Action::Run)
         },
     }
 }
 
 /// `nfs staging create NAME --distro --release --type --password-* --ssh-key --packages`
 /// (livenet create's fields without layout, size and initramfs: NFS roots use the own
-/// initramfs). The password is hashed when the form is submitted.
+/// initramfs).
 pub fn nfs_staging_create() -> FormSpec {
+    let mut fields = vec![FieldSpec::text("name", "Image name", image_name)
+        .help("Letters, digits, '-', '_' and '.'; at most 64 characters.")];
+    fields.extend(build_fields_head(
+        &["core", "small", "standard"],
+        "core: the minimum; small: fewer packages; standard: full system.",
+    ));
+    fields.extend(build_fields_tail());
     FormSpec {
         title: "Create an NFS staging image".into(),
-        recap: |v| {
-            format!(
-                "Create NFS staging image {} ({} {}, {} type)",
-                v.get("name"),
-                v.get("distro"),
-                Some(v.get("release"))
-                    .filter(|r| !r.is_empty())
-                    .unwrap_or("default release"),
-                v.get("type"),
-            )
-        },
-        fields: vec![
-            FieldSpec::text("name", "Image name", image_name)
-                .help("Letters, digits, '-', '_' and '.'; at most 64 characters."),
-            choice(
-                "distro",
-                "Distro",
-                &["debian", "ubuntu", "rocky", "alma", "rhel", "fedora"],
-                "←→ to choose.",
-            ),
-            FieldSpec::text("release", "Release", anything)
-                .help("bookworm, 12, noble, 9, ... Empty: the manifest's release for the distro."),
-            choice(
-                "type",
-                "Type",
-                &["core", "small", "standard"],
-                "core: the minimum; small: fewer packages; standard: full system.",
-            ),
-            FieldSpec {
-                key: "password",
-                label: "Root password",
-                kind: FieldKind::Password,
-                default: String::new(),
-                help: "Hashed (SHA-512 crypt) when you start; the clear text is not kept.",
-            },
-            FieldSpec {
-                key: "password2",
-                label: "Password again",
-                kind: FieldKind::Confirm("password"),
-                default: String::new(),
-                help: "The same password, to confirm it.",
-            },
-            FieldSpec::text("ssh_key", "SSH public key", ssh_key)
-                .help("A public key file for /root/.ssh/authorized_keys. Empty: none."),
-            FieldSpec::text("packages", "Extra packages", packages)
-                .help("Comma-separated package names, added to the type's list."),
-        ],
+        recap: |v| format!("{})", build_recap("NFS staging image", v)),
+        fields,
         submit: |v| {
-            Action::NfsStagingCreate(Box::new(NfsStagingForm {
-                name: v.get("name").to_string(),
-                distro: v.get("distro").to_string(),
-                release: Some(v.get("release").trim())
-                    .filter(|r| !r.is_empty())
-                    .map(str::to_string),
-                livenet_type: v.get("type").to_string(),
-                password_hash: disklessset::build::password::hash_password(v.get("password"))
-                    .map_err(|e| e.to_string()),
-                ssh_key: Some(v.get("ssh_key"))
-                    .filter(|s| !s.is_empty())
-                    .map(std::path::PathBuf::from),
-                packages: v
-                    .get("packages")
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            }))
+            build_options(v).map_or_else(Action::Invalid, |build| {
+                let mut o = StagingCreate::new(v.get("name"));
+                o.build = build;
+                Action::Run(Request::NfsStagingCreate(Box::new(o)))
+            })
         },
     }
 }
@@ -412,9 +413,11 @@ pub fn nfs_golden_create(staging: Vec<String>) -> FormSpec {
                 help: "←→ to choose. Its tree is copied (reflinks where the file system allows).",
             },
         ],
-        submit: |v| Action::NfsGoldenCreate {
-            name: v.get("name").to_string(),
-            from: v.get("from").to_string(),
+        submit: |v| {
+            Action::Run(Request::NfsGoldenCreate {
+                name: v.get("name").to_string(),
+                from: v.get("from").to_string(),
+            })
         },
     }
 }
@@ -422,9 +425,9 @@ pub fn nfs_golden_create(staging: Vec<String>) -> FormSpec {
 fn nodes_form(
     title: &str,
     golden: Vec<String>,
-    inv: Option<disklessset::boot::inventory::Inventory>,
-    recap: fn(&super::form::Values) -> String,
-    submit: fn(&super::form::Values) -> Action,
+    inv: Option<Inventory>,
+    recap: fn(&Values) -> String,
+    submit: fn(&Values) -> Action,
 ) -> FormSpec {
     let default = golden.first().cloned().unwrap_or_default();
     FormSpec {
@@ -451,27 +454,23 @@ fn nodes_form(
 }
 
 /// `nfs nodes add GOLDEN NODESET`.
-pub fn nfs_nodes_add(
-    golden: Vec<String>,
-    inv: Option<disklessset::boot::inventory::Inventory>,
-) -> FormSpec {
+pub fn nfs_nodes_add(golden: Vec<String>, inv: Option<Inventory>) -> FormSpec {
     nodes_form(
         "Add nodes to an NFS golden image",
         golden,
         inv,
         |v| format!("Add nodes {} to image {}", v.get("nodes"), v.get("image")),
-        |v| Action::NfsNodesAdd {
-            image: v.get("image").to_string(),
-            set: v.get("nodes").to_string(),
+        |v| {
+            Action::Run(Request::NfsNodesAdd {
+                golden: v.get("image").to_string(),
+                nodeset: v.get("nodes").to_string(),
+            })
         },
     )
 }
 
 /// `nfs nodes remove GOLDEN NODESET` (the confirm popup names the node directories).
-pub fn nfs_nodes_remove(
-    golden: Vec<String>,
-    inv: Option<disklessset::boot::inventory::Inventory>,
-) -> FormSpec {
+pub fn nfs_nodes_remove(golden: Vec<String>, inv: Option<Inventory>) -> FormSpec {
     nodes_form(
         "Remove nodes of an NFS golden image",
         golden,
@@ -483,7 +482,7 @@ pub fn nfs_nodes_remove(
                 v.get("image")
             )
         },
-        |v| Action::NfsNodesRemove {
+        |v| Action::AskNfsNodesRemove {
             image: v.get("image").to_string(),
             set: v.get("nodes").to_string(),
         },

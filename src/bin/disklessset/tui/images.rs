@@ -8,11 +8,9 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 
-use disklessset::fsutil::human_size;
-use disklessset::store::{ImageInfo, State};
+use disklessset::ops::{human_size, ImageInfo, State};
 
 use super::chrome::StoreStatus;
-use crate::output::state_label;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -183,7 +181,7 @@ impl ImagesState {
                 };
                 Row::new(vec![
                     i.name.clone(),
-                    state_label(i),
+                    i.state_label(),
                     i.module.clone().unwrap_or_else(|| "-".into()),
                     i.layout.clone().unwrap_or_else(|| "-".into()),
                     human_size(i.size_bytes),
@@ -204,7 +202,7 @@ impl ImagesState {
         };
         let preferred = [
             longest(&|i| i.name.len(), 4).min(32),
-            longest(&|i| state_label(i).len(), 5),
+            longest(&|i| i.state_label().len(), 5),
             longest(&|i| i.module.as_deref().unwrap_or("-").len(), 6),
             longest(&|i| i.layout.as_deref().unwrap_or("-").len(), 6),
             6,
@@ -252,7 +250,7 @@ pub fn render_details(
         Ok(i) => {
             let mut v = vec![
                 ("name", i.name.clone()),
-                ("state", state_label(i)),
+                ("state", i.state_label()),
                 ("directory", i.dir.display().to_string()),
                 ("size", human_size(i.size_bytes)),
             ];

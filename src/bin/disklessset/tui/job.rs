@@ -1,4 +1,4 @@
-//! Long operations: a worker thread runs one core operation with a `Ctx` whose progress
+//! Long operations: a worker thread runs one core request (`ops::run`) with a `Ctx` whose progress
 //! and command output feed the event channel; the screen shows a gauge, the elapsed time
 //! and the live log. Cancelling sets the runner's cancel flag (after a confirmation).
 use std::panic::AssertUnwindSafe;
@@ -13,9 +13,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Wrap};
 use ratatui::Frame;
 
-use disklessset::ops::{Ctx, Progress, ProgressEvent};
-use disklessset::sys::Runner;
-use disklessset::Config;
+use disklessset::ops::{self, Config, Ctx, Progress, ProgressEvent, Request, Runner};
 
 use super::{logsink, Event};
 
@@ -43,9 +41,6 @@ pub struct Job {
     pub after: After,
 }
 
-/// What a job runs: one core call returning the line to show on success.
-pub type Work = Box<dyn FnOnce(&Ctx) -> anyhow::Result<String> + Send + 'static>;
-
 impl Job {
     /// Starts `work` on a worker thread.
     pub fn spawn(
@@ -55,7 +50,7 @@ impl Job {
         cfg: &Config,
         dry_run: bool,
         tx: &Sender<Event>,
-        work: Work,
+        request: Request,
     ) -> Job {
         let out_tx = tx.clone();
         let runner = Runner::new(dry_run).with_sink(Arc::new(move |line: &str| {
@@ -86,10 +81,10 @@ impl Job {
             .name(format!("tui-job-{id}"))
             .spawn(move || {
                 logsink::attach(done_tx.clone(), id);
-                let r = std::panic::catch_unwind(AssertUnwindSafe(|| work(&ctx)));
+                let r = std::panic::catch_unwind(AssertUnwindSafe(|| ops::run(&ctx, &request)));
                 let (result, panicked) = match r {
-                    Ok(Ok(msg)) => (Ok(msg), false),
-                    Ok(Err(e)) => (Err(crate::cli::one_line(&e)), false),
+                    Ok(Ok(out)) => (Ok(out.sentence()), false),
+                    Ok(Err(e)) => (Err(ops::error_line(&e)), false),
                     Err(_) => (Err("internal error (see the log file)".to_string()), true),
                 };
                 if runner.dry_run() {

@@ -6,7 +6,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
-use disklessset::kernel::KernelInfo;
+use disklessset::ops::KernelInfo;
 
 pub fn render(f: &mut Frame, area: Rect, kernels: &Result<Vec<KernelInfo>, String>, dir: &str) {
     let [table_area, note] =

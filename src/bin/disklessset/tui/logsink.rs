@@ -1,14 +1,13 @@
 //! Tracing into the log pane: while the full-screen UI runs nothing may write to the
 //! terminal, so the core's log lines of a job's thread become `Event::Log` on the channel.
-//! Lines from other threads go to the log file only (see `disklessset::logging`).
+//! Lines from other threads go to the log file only (see the core's logging).
 use std::cell::RefCell;
 use std::io;
 use std::sync::mpsc::Sender;
 
 use tracing_subscriber::fmt::MakeWriter;
 
-use disklessset::logging::{self, Verbosity};
-use disklessset::Config;
+use disklessset::ops::{self, Config, Verbosity};
 
 use super::Event;
 
@@ -28,7 +27,7 @@ pub fn init_logging(cfg: &Config, verbosity: Verbosity) {
         Verbosity::Debug => Verbosity::Debug,
         _ => Verbosity::Info,
     };
-    logging::init(cfg, v, Some(ChannelWriter));
+    ops::init_logging(cfg, v, Some(ChannelWriter));
 }
 
 /// `MakeWriter` that buffers one formatted event and sends its lines on drop.

@@ -4,10 +4,13 @@
 //! threads; the main thread alone owns the terminal and the state. Every action calls the
 //! same core function as its CLI subcommand: nothing here decides anything about images.
 //!
-//! Files: `app` (state machine and key handling), `menu`, `images`, `modules`, `kernels`,
-//! `form` (declarative forms and their recap) with `forms` (the concrete forms), `popup`
-//! (confirmations), `job` (worker threads, progress, live log), `logsink` (tracing to the
-//! log pane), `chrome` (title, help and status bars).
+//! Files: `app` (state machine and key handling), `action` (what forms and popups ask
+//! for), `perform` (an action into ops calls: the one place work starts), `menu`,
+//! `images`, `modules`, `kernels`, `bootset`, `form` (declarative forms and their recap)
+//! with `forms` (the concrete forms), `popup` (confirmations), `job` (worker threads,
+//! progress, live log), `logsink` (tracing to the log pane), `chrome` (title, help and
+//! status bars).
+mod action;
 mod app;
 mod bootset;
 mod chrome;
@@ -19,6 +22,7 @@ mod kernels;
 mod logsink;
 mod menu;
 mod modules;
+mod perform;
 mod popup;
 
 #[cfg(test)]
@@ -34,8 +38,7 @@ use ratatui::backend::Backend;
 use ratatui::crossterm::event::{self as ct, KeyEvent, KeyEventKind};
 use ratatui::Terminal;
 
-use disklessset::logging::Verbosity;
-use disklessset::Config;
+use disklessset::ops::{Config, Verbosity};
 
 pub use app::App;
 

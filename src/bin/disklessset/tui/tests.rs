@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
-use disklessset::logging::Verbosity;
-use disklessset::Config;
+use disklessset::ops::{Config, Verbosity};
 
 use super::keys::parse;
 use super::{event_loop, logsink, App, Event, TuiOptions};
@@ -278,7 +277,14 @@ fn clear_a_corrupted_image_and_see_foreign_locks() {
     std::fs::create_dir_all(h.image_dir("broken").join("sub")).expect("mkdir");
     std::fs::write(h.image_dir("broken").join("sub/f"), "x").expect("write");
     // An image in creation by another live process (pid 1), holding its lock.
-    let start = disklessset::sys::proc::start_time(1).expect("pid 1");
+    // Field 22 of /proc/1/stat: the start time the lock file records.
+    let stat = std::fs::read_to_string("/proc/1/stat").expect("pid 1");
+    let start: u64 = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().nth(19))
+        .and_then(|v| v.parse().ok())
+        .expect("start time of pid 1");
     let info = format!(r#"{{"pid":1,"start":{start},"operation":"livenet create","since":0}}"#);
     std::fs::create_dir_all(h.cfg.locks_dir()).expect("locks");
     std::fs::write(h.cfg.locks_dir().join("busy.lock"), &info).expect("lock");
@@ -482,8 +488,9 @@ fn livenet_create_form_validates_and_recaps_and_cancelling_creates_nothing() {
 
 #[test]
 fn livenet_create_submit_carries_only_the_password_hash() {
-    use super::app::Action;
+    use super::action::Action;
     use super::form::{FormOutcome, FormState};
+    use disklessset::ops::Request;
     let mut s = FormState::new(super::forms::livenet_create());
     let mut out = None;
     for k in parse(
@@ -493,20 +500,23 @@ fn livenet_create_submit_carries_only_the_password_hash() {
             out = Some(a);
         }
     }
-    let Some(Action::LivenetCreate(f)) = out else {
+    let Some(Action::Run(Request::LivenetCreate(f))) = out else {
         panic!("no livenet create action");
     };
-    let hash = f.password_hash.clone().expect("hashed");
+    let hash = f.build.password_hash.clone().expect("hashed");
     assert!(hash.starts_with("$6$"), "{hash}");
     assert!(!format!("{f:?}").contains("secret"));
-    assert_eq!((f.distro.as_str(), f.layout.as_str()), ("debian", "native"));
+    assert_eq!(
+        (f.build.distro.as_str(), f.layout.as_str()),
+        ("debian", "native")
+    );
     assert_eq!(f.size, None);
     assert_eq!(f.initramfs, "own");
 }
 
 #[test]
 fn bootset_status_and_images_nodes_column() {
-    use disklessset::boot::bootset::{assign, Assign, BootType, NetMode};
+    use disklessset::ops::{bootset_assign as assign, Assign, BootType, NetMode};
     let mut h = Harness::new();
     h.keys("b<Enter>");
     h.snap("bootset_no_nodes");
@@ -520,7 +530,7 @@ fn bootset_status_and_images_nodes_column() {
          login1: {groups: [login]}\n",
     )
     .expect("nodes.yml");
-    let ctx = disklessset::ops::Ctx::new(h.cfg.clone(), disklessset::sys::Runner::new(false));
+    let ctx = disklessset::ops::Ctx::new(h.cfg.clone(), disklessset::ops::Runner::new(false));
     for (set, bt) in [("c[001-002]", BootType::Disk), ("@login", BootType::Next)] {
         assign(
             &ctx,
@@ -604,11 +614,7 @@ fn nfs_golden_create_without_staging_images_says_so() {
 fn nfs_golden_create_form_chooses_among_staging_images_and_recaps() {
     let mut h = Harness::new();
     for n in ["st1", "st2"] {
-        let rec = disklessset::store::ImageRecord::new(
-            n,
-            disklessset::store::ImageClass::NfsStagingImage,
-        );
-        disklessset::store::save(&h.cfg, &rec).expect("record");
+        record(&h, n, "NfsStagingImage", "");
     }
     h.keys("1<Enter>3<Enter>2<Enter>");
     h.snap("nfs_golden_create_form_empty");
@@ -621,11 +627,22 @@ fn nfs_golden_create_form_chooses_among_staging_images_and_recaps() {
     assert!(!h.image_dir("gold1").exists(), "nothing was created");
 }
 
+/// An image record as the store keeps it (`image_data.yml`), written as text: a fixture
+/// needs no core function.
+fn record(h: &Harness, name: &str, class: &str, extra: &str) {
+    let dir = h.image_dir(name);
+    std::fs::create_dir_all(&dir).expect("image dir");
+    std::fs::write(
+        dir.join("image_data.yml"),
+        format!(
+            "image_data:\n  name: {name}\n  image_class: {class}\n  is_mounted: False\n{extra}"
+        ),
+    )
+    .expect("record");
+}
+
 fn golden_record(h: &Harness, name: &str) {
-    let mut rec =
-        disklessset::store::ImageRecord::new(name, disklessset::store::ImageClass::NfsGoldenImage);
-    rec.nodes = Some("c[01-03]".into());
-    disklessset::store::save(&h.cfg, &rec).expect("record");
+    record(h, name, "NfsGoldenImage", "  nodes: c[01-03]\n");
 }
 
 #[test]

@@ -1,0 +1,431 @@
+//! The command line as clap reads it, and its conversion into core requests: the one
+//! place a flag becomes an `ops` option. `cli` dispatches; the TUI fills the same ops
+//! options from its forms and never sees these types.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use disklessset::ops::{self, BuildOptions, Layout, LivenetType, Request, SizeSpec};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "disklessset",
+    version,
+    about = "Diskless image manager: livenet (squashfs in RAM) and NFS images, iPXE boot",
+    long_about = "Diskless image manager for HPC and bare-metal clusters.\n\nWithout a subcommand on a terminal it opens the full-screen menu; every menu action is also a subcommand below."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Configuration file [default: /etc/disklessset/config.yaml]
+    #[arg(long, global = true, env = "DISKLESSSET_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Put the whole store (images, kernels, work dir, nfs roots, state, logs) under DIR
+    #[arg(long, global = true, env = "DISKLESSSET_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Info logs on stderr too
+    #[arg(short = 'i', long = "info", global = true)]
+    pub info: bool,
+    /// Debug logs on stderr too
+    #[arg(short = 'd', long = "debug", global = true)]
+    pub debug: bool,
+    /// Machine-readable output (list, show, kernels, modules, recover)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print the plan and the exact commands; change nothing
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// No confirmation prompts (required for destructive actions when stdin is not a terminal)
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List images with their state, module, layout, size, kernel and generation
+    List,
+    /// Show one image in detail
+    Show { name: String },
+    /// Remove an image and everything it owns (asks for confirmation)
+    Remove { name: String },
+    /// Clone an image into a new one
+    Clone { src: String, dst: String },
+    /// Force out a corrupted or stuck image (its mounts, work dir and trees)
+    Clear { name: String },
+    /// Clean what crashes left store-wide: leaked mounts, loop devices, temp files, stale locks
+    Recover,
+    /// List the image modules
+    Modules,
+    /// List kernels and whether their initramfs is present
+    Kernels,
+    /// The demo module
+    #[command(subcommand)]
+    Demo(DemoCmd),
+    /// The livenet module: squashfs images booted into RAM
+    #[command(subcommand)]
+    Livenet(LivenetCmd),
+    /// NFS images: staging trees, golden copies, per-node state
+    #[command(subcommand)]
+    Nfs(NfsCmd),
+    /// Restore an image's previous generation
+    Rollback { name: String },
+    /// Manage an image's kernel
+    #[command(subcommand)]
+    Kernel(KernelCmd),
+    /// Create images from a parameters file (reference `image_data:` or native `images:`)
+    Create(CreateArgs),
+    /// Run an Ansible playbook in a livenet image (chroot connection); on success the
+    /// image is repacked as a new generation (when this command mounted it)
+    Ansible {
+        name: String,
+        playbook: PathBuf,
+        /// On failure, leave the image mounted for inspection instead of discarding
+        #[arg(long)]
+        keep_on_failure: bool,
+        /// Arguments for ansible-playbook (after --)
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run a command inside an image, in a private mount namespace. Not mounted: on a
+    /// throwaway overlay (changes discarded); mounted (`livenet mount`): in the mounted
+    /// tree (changes kept for `livenet unmount`). Exits with the command's exit code
+    Exec {
+        name: String,
+        /// The command and its arguments (after --)
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// An interactive shell inside an image (same rules as exec)
+    Shell { name: String },
+    /// The built-in HTTP boot server for the store's boot tree
+    Serve {
+        /// Address to listen on [default: the config's listen, 127.0.0.1:8080]
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Shell completions for disklessset on stdout (bootset: `bootset --completions SHELL`)
+    Completions {
+        /// bash, zsh, fish (also elvish, powershell)
+        shell: clap_complete::Shell,
+    },
+    /// The man page of disklessset (roff) on stdout: `disklessset man | man -l -`
+    /// (bootset: `bootset --man`)
+    Man,
+    /// Generate an image's initramfs from its own kernel modules
+    Initramfs {
+        name: String,
+        /// own (minimal, fast) or dracut (the reference's)
+        #[arg(long)]
+        flavour: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LivenetCmd {
+    /// Build a livenet image from package repositories
+    Create(Box<LivenetCreateArgs>),
+    /// Make the image a writable tree in the work dir (for customisation)
+    Mount { name: String },
+    /// Repack the customised tree into a new generation and unmount it
+    Unmount {
+        name: String,
+        /// Throw the changes away instead of repacking
+        #[arg(long)]
+        discard: bool,
+    },
+    /// Grow or shrink a compat image's rootfs.img (700M, 1.5G, auto)
+    Resize { name: String, size: String },
+}
+
+/// The build flags `livenet create` and `nfs staging create` share.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// debian, ubuntu, rocky, alma, rhel, fedora
+    #[arg(long, default_value = "debian")]
+    pub distro: String,
+    /// Release (bookworm, 12, noble, 9, ...) [default: the manifest's for the distro]
+    #[arg(long)]
+    pub release: Option<String>,
+    /// standard, small or core
+    #[arg(long = "type", default_value = "core")]
+    pub livenet_type: String,
+    /// Root password from the first line of FILE
+    #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
+    pub password_file: Option<PathBuf>,
+    /// Root password from the first line of stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Public key for root's authorized_keys
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
+    /// Relabel for SELinux (EL images)
+    #[arg(long)]
+    pub selinux: bool,
+    /// Leave out docs, man pages and locales
+    #[arg(long)]
+    pub optimize: bool,
+    /// Extra packages, comma-separated
+    #[arg(long, value_delimiter = ',')]
+    pub packages: Vec<String>,
+    /// Package mirror URL
+    #[arg(long)]
+    pub mirror: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LivenetCreateArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub build: BuildArgs,
+    /// native (squashfs of the tree) or compat (LiveOS/rootfs.img, the reference's)
+    #[arg(long, default_value = "native")]
+    pub layout: String,
+    /// compat layout: rootfs.img size (700M, 1.5G, auto)
+    #[arg(long)]
+    pub size: Option<String>,
+    /// Initramfs flavour: own (minimal, fast) or dracut
+    #[arg(long, default_value = "own")]
+    pub initramfs: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The parameters file (see share/params/ for both formats)
+    #[arg(long, value_name = "FILE")]
+    pub params: PathBuf,
+    /// Distro of the images that name none (reference files never do) [default: debian]
+    #[arg(long)]
+    pub distro: Option<String>,
+    /// Remove and rebuild the images that exist and differ from the file (with --yes)
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NfsCmd {
+    /// Staging images: a root tree under the NFS root, customised in place
+    #[command(subcommand)]
+    Staging(NfsStagingCmd),
+    /// Golden images: frozen copies of a staging image that nodes boot read-only
+    #[command(subcommand)]
+    Golden(NfsGoldenCmd),
+    /// The nodes of a golden image: each keeps its own state, not a copy of the image
+    #[command(subcommand)]
+    Nodes(NfsNodesCmd),
+    /// Regenerate the exports from the records and reload the running NFS server
+    Exports,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NfsStagingCmd {
+    /// Build a staging image from package repositories (the build options of livenet create)
+    Create(Box<NfsCreateArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NfsGoldenCmd {
+    /// Copy a staging image into a golden image
+    Create {
+        name: String,
+        /// The staging image to copy
+        #[arg(long)]
+        from: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NfsNodesCmd {
+    /// Give nodes their own directory and export (NODESET: c[001-100],login1,@group)
+    Add { golden: String, nodeset: String },
+    /// Remove nodes and their kept state (asks for confirmation)
+    Remove { golden: String, nodeset: String },
+    /// List a golden image's nodes with what each keeps
+    List {
+        golden: String,
+        nodeset: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NfsCreateArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub build: BuildArgs,
+    /// Initramfs flavour: own (the only one with an overlay and per-node kept paths for NFS roots)
+    #[arg(long, default_value = "own")]
+    pub initramfs: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KernelCmd {
+    /// Change an image's kernel (refused if that kernel has no initramfs)
+    Set { name: String, version: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCmd {
+    /// Create a demo image holding a message
+    Create {
+        name: String,
+        #[arg(long, default_value = "hello from disklessset")]
+        message: String,
+        /// Die mid-creation on purpose (to exercise recovery)
+        #[arg(long)]
+        crash: bool,
+        /// Pause between creation steps, in milliseconds
+        #[arg(long, default_value_t = 200, hide = true)]
+        step_delay_ms: u64,
+    },
+}
+
+impl BuildArgs {
+    /// The core's build options (the password is hashed here, by the core's function,
+    /// and the clear text dropped).
+    pub fn options(&self) -> Result<BuildOptions> {
+        Ok(BuildOptions {
+            distro: self.distro.clone(),
+            release: self.release.clone(),
+            livenet_type: LivenetType::parse(&self.livenet_type)?,
+            password_hash: ops::hash_from_source(
+                self.password_file.as_deref(),
+                self.password_stdin,
+            )?,
+            ssh_pub_key_file: self.ssh_key.clone(),
+            selinux: self.selinux,
+            optimize: self.optimize,
+            packages: self
+                .packages
+                .iter()
+                .filter(|p| !p.is_empty())
+                .cloned()
+                .collect(),
+            mirror: self.mirror.clone(),
+        })
+    }
+}
+
+impl LivenetCreateArgs {
+    pub fn request(&self) -> Result<Request> {
+        ops::query::check_image_name(&self.name)?;
+        let mut o = ops::LivenetCreate::new(&self.name);
+        o.build = self.build.options()?;
+        o.layout = Layout::parse(&self.layout)?;
+        o.size = self.size.as_deref().map(SizeSpec::parse).transpose()?;
+        o.initramfs = self.initramfs.clone();
+        Ok(Request::LivenetCreate(Box::new(o)))
+    }
+}
+
+impl NfsCreateArgs {
+    pub fn request(&self) -> Result<Request> {
+        ops::query::check_image_name(&self.name)?;
+        let mut o = ops::StagingCreate::new(&self.name);
+        o.build = self.build.options()?;
+        o.initramfs = self.initramfs.clone();
+        Ok(Request::NfsStagingCreate(Box::new(o)))
+    }
+}
+
+impl Command {
+    /// The core request of a mutating command (None: a query, or a command that owns
+    /// the terminal or runs until stopped).
+    pub fn request(&self, g: &Global) -> Result<Option<Request>> {
+        let s = |v: &String| v.clone();
+        Ok(Some(match self {
+            Command::Remove { name } => Request::Remove { name: s(name) },
+            Command::Clone { src, dst } => Request::Clone {
+                src: s(src),
+                dst: s(dst),
+            },
+            Command::Clear { name } => Request::Clear { name: s(name) },
+            Command::Recover => Request::Recover,
+            Command::Demo(DemoCmd::Create {
+                name,
+                message,
+                crash,
+                step_delay_ms,
+            }) => Request::DemoCreate(ops::DemoCreate {
+                name: s(name),
+                message: s(message),
+                crash: *crash,
+                step_delay: Duration::from_millis(*step_delay_ms),
+            }),
+            Command::Livenet(LivenetCmd::Create(a)) => a.request()?,
+            Command::Livenet(LivenetCmd::Mount { name }) => Request::LivenetMount { name: s(name) },
+            Command::Livenet(LivenetCmd::Unmount { name, discard }) => Request::LivenetUnmount {
+                name: s(name),
+                discard: *discard,
+            },
+            Command::Livenet(LivenetCmd::Resize { name, size }) => Request::LivenetResize {
+                name: s(name),
+                size: SizeSpec::parse(size)?,
+            },
+            Command::Rollback { name } => Request::Rollback { name: s(name) },
+            Command::Kernel(KernelCmd::Set { name, version }) => Request::KernelSet {
+                name: s(name),
+                version: s(version),
+            },
+            Command::Initramfs { name, flavour } => Request::Initramfs {
+                name: s(name),
+                flavour: flavour.clone(),
+            },
+            Command::Nfs(NfsCmd::Staging(NfsStagingCmd::Create(a))) => a.request()?,
+            Command::Nfs(NfsCmd::Golden(NfsGoldenCmd::Create { name, from })) => {
+                Request::NfsGoldenCreate {
+                    name: s(name),
+                    from: s(from),
+                }
+            }
+            Command::Nfs(NfsCmd::Nodes(NfsNodesCmd::Add { golden, nodeset })) => {
+                Request::NfsNodesAdd {
+                    golden: s(golden),
+                    nodeset: s(nodeset),
+                }
+            }
+            Command::Nfs(NfsCmd::Nodes(NfsNodesCmd::Remove { golden, nodeset })) => {
+                Request::NfsNodesRemove {
+                    golden: s(golden),
+                    nodeset: s(nodeset),
+                }
+            }
+            Command::Nfs(NfsCmd::Exports) => Request::NfsExports,
+            Command::Create(a) => Request::Params {
+                path: a.params.clone(),
+                options: ops::ParamsOptions {
+                    distro: a.distro.clone(),
+                    replace: a.replace,
+                    yes: g.yes,
+                },
+            },
+            Command::Ansible {
+                name,
+                playbook,
+                keep_on_failure,
+                args,
+            } => Request::Ansible {
+                name: s(name),
+                playbook: playbook.clone(),
+                keep_on_failure: *keep_on_failure,
+                args: args.clone(),
+            },
+            Command::List
+            | Command::Show { .. }
+            | Command::Modules
+            | Command::Kernels
+            | Command::Nfs(NfsCmd::Nodes(NfsNodesCmd::List { .. }))
+            | Command::Exec { .. }
+            | Command::Shell { .. }
+            | Command::Serve { .. }
+            | Command::Completions { .. }
+            | Command::Man => return Ok(None),
+        }))
+    }
+}

@@ -1,0 +1,472 @@
+//! The mutating verbs as data: a front-end fills a [`Request`] (the CLI from its
+//! arguments, the TUI from a form or a confirmed popup) and [`run`] performs it. The
+//! sentence a person reads and the JSON a script reads are made here, once, so both
+//! front-ends say the same thing.
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::cluster::{expand_nodes, nodeset};
+use crate::ctx::Ctx;
+use crate::error::Result;
+use crate::fsutil::human_size;
+use crate::modules::demo::{self, DemoCreate};
+use crate::modules::livenet::{self, AnsibleOptions, LivenetCreate, SizeSpec, WorkPaths};
+use crate::modules::nfs::{self, StagingCreate};
+
+use super::{image, kernel, params, recover, ParamsOptions};
+
+/// One mutating action, with everything it needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Remove {
+        name: String,
+    },
+    Clear {
+        name: String,
+    },
+    Clone {
+        src: String,
+        dst: String,
+    },
+    Recover,
+    DemoCreate(DemoCreate),
+    LivenetCreate(Box<LivenetCreate>),
+    LivenetMount {
+        name: String,
+    },
+    LivenetUnmount {
+        name: String,
+        discard: bool,
+    },
+    LivenetResize {
+        name: String,
+        size: SizeSpec,
+    },
+    Rollback {
+        name: String,
+    },
+    KernelSet {
+        name: String,
+        version: String,
+    },
+    Initramfs {
+        name: String,
+        flavour: Option<String>,
+    },
+    NfsStagingCreate(Box<StagingCreate>),
+    NfsGoldenCreate {
+        name: String,
+        from: String,
+    },
+    NfsNodesAdd {
+        golden: String,
+        nodeset: String,
+    },
+    NfsNodesRemove {
+        golden: String,
+        nodeset: String,
+    },
+    NfsExports,
+    Params {
+        path: PathBuf,
+        options: ParamsOptions,
+    },
+    Ansible {
+        name: String,
+        playbook: PathBuf,
+        keep_on_failure: bool,
+        args: Vec<String>,
+    },
+}
+
+/// What a performed request says.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The lines a person reads (CLI stdout; the TUI joins them).
+    pub lines: Vec<String>,
+    /// What `--json` prints.
+    pub json: serde_json::Value,
+    /// Whether the lines are printed in a dry run (a report of work that was not done
+    /// is not: the plan says it all).
+    pub in_dry_run: bool,
+}
+
+impl Outcome {
+    /// A plain confirmation: `{"ok": true, "message": ...}` for scripts.
+    fn done(msg: String) -> Outcome {
+        Outcome {
+            json: serde_json::json!({ "ok": true, "message": msg }),
+            lines: vec![msg],
+            in_dry_run: true,
+        }
+    }
+
+    /// A report: the report itself for scripts, its sentence (not in a dry run).
+    fn report<T: Serialize>(rep: &T, lines: Vec<String>) -> Result<Outcome> {
+        Ok(Outcome {
+            json: serde_json::to_value(rep)
+                .map_err(|e| crate::error::Error::invalid(format!("report: {e}")))?,
+            lines,
+            in_dry_run: false,
+        })
+    }
+
+    /// The lines as one sentence (the TUI's message line).
+    pub fn sentence(&self) -> String {
+        self.lines.join("; ")
+    }
+}
+
+impl Request {
+    /// A short title (the TUI's job title).
+    pub fn title(&self) -> String {
+        match self {
+            Request::Remove { name } => format!("Remove image {name}"),
+            Request::Clear { name } => format!("Clear image {name}"),
+            Request::Clone { src, dst } => format!("Clone image {src} into {dst}"),
+            Request::Recover => "Recover the store".into(),
+            Request::DemoCreate(o) => format!("Create demo image {}", o.name),
+            Request::LivenetCreate(o) => format!("Create livenet image {}", o.name),
+            Request::LivenetMount { name } => format!("Mount image {name}"),
+            Request::LivenetUnmount { name, .. } => format!("Unmount image {name}"),
+            Request::LivenetResize { name, size } => format!("Resize image {name} to {size}"),
+            Request::Rollback { name } => format!("Roll back image {name}"),
+            Request::KernelSet { name, .. } => format!("Set the kernel of image {name}"),
+            Request::Initramfs { name, .. } => format!("Generate the initramfs of image {name}"),
+            Request::NfsStagingCreate(o) => format!("Create NFS staging image {}", o.name),
+            Request::NfsGoldenCreate { name, from } => {
+                format!("Create NFS golden image {name} from {from}")
+            }
+            Request::NfsNodesAdd { golden, nodeset } => {
+                format!("Add nodes {nodeset} to image {golden}")
+            }
+            Request::NfsNodesRemove { golden, nodeset } => {
+                format!("Remove nodes {nodeset} of image {golden}")
+            }
+            Request::NfsExports => "Regenerate the NFS exports".into(),
+            Request::Params { path, .. } => format!("Create images from {}", path.display()),
+            Request::Ansible { name, .. } => format!("Run a playbook in image {name}"),
+        }
+    }
+
+    /// The image the request creates or changes (the TUI shows it afterwards); None when
+    /// it removes one or acts on several.
+    pub fn image(&self) -> Option<&str> {
+        match self {
+            Request::DemoCreate(o) => Some(&o.name),
+            Request::LivenetCreate(o) => Some(&o.name),
+            Request::NfsStagingCreate(o) => Some(&o.name),
+            Request::Clone { dst, .. } => Some(dst),
+            Request::NfsGoldenCreate { name, .. }
+            | Request::LivenetMount { name }
+            | Request::LivenetUnmount { name, .. }
+            | Request::LivenetResize { name, .. }
+            | Request::Rollback { name }
+            | Request::KernelSet { name, .. }
+            | Request::Initramfs { name, .. }
+            | Request::Ansible { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// What a destructive request deletes, as the question to ask before it (None: no
+    /// confirmation needed).
+    pub fn confirmation(&self, ctx: &Ctx) -> Result<Option<String>> {
+        Ok(match self {
+            Request::Remove { name } => {
+                crate::names::image(name)?;
+                let info = image::show(ctx, name)?;
+                Some(format!(
+                    "remove image {name} ({} and its work dir)",
+                    info.dir.display()
+                ))
+            }
+            Request::Clear { name } => {
+                crate::names::image(name)?;
+                Some(format!(
+                    "clear image {name}: delete everything it has, whatever its state"
+                ))
+            }
+            Request::NfsNodesRemove { golden, nodeset } => {
+                let nodes = expand_nodes(&ctx.cfg, nodeset)?;
+                Some(format!(
+                    "remove nodes {} of image {golden} and the state they keep",
+                    nodeset::fold(&nodes)
+                ))
+            }
+            _ => None,
+        })
+    }
+}
+
+impl std::fmt::Display for SizeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SizeSpec::Mib(m) => write!(f, "{m}M"),
+            SizeSpec::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+/// Performs a request.
+pub fn run(ctx: &Ctx, req: &Request) -> Result<Outcome> {
+    match req {
+        Request::Remove { name } => {
+            image::remove(ctx, name)?;
+            Ok(Outcome::done(format!("removed image {name}")))
+        }
+        Request::Clear { name } => {
+            image::clear(ctx, name)?;
+            Ok(Outcome::done(format!("cleared image {name}")))
+        }
+        Request::Clone { src, dst } => {
+            let rec = image::clone(ctx, src, dst)?;
+            Ok(Outcome::done(format!("cloned {src} into {}", rec.name)))
+        }
+        Request::Recover => {
+            let r = recover::recover(ctx)?;
+            let mut lines = Vec::new();
+            for (what, items) in [
+                ("stale lock cleared", r.stale_locks.clone()),
+                (
+                    "unmounted",
+                    r.unmounted
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect(),
+                ),
+                ("loop device detached", r.loop_devices.clone()),
+                (
+                    "temp file removed",
+                    r.temp_files
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect(),
+                ),
+            ] {
+                lines.extend(items.into_iter().map(|i| format!("{what}: {i}")));
+            }
+            let any = !lines.is_empty();
+            for c in &r.corrupted {
+                lines.push(format!(
+                    "corrupted image left in place: {c} (remove it with `disklessset clear {c}`)"
+                ));
+            }
+            if !any {
+                lines.push("nothing to recover".into());
+            }
+            let mut o = Outcome::report(&r, lines)?;
+            o.in_dry_run = true;
+            Ok(o)
+        }
+        Request::DemoCreate(o) => {
+            let rec = demo::create(ctx, o)?;
+            Ok(Outcome::done(format!("created demo image {}", rec.name)))
+        }
+        Request::LivenetCreate(o) => {
+            let rep = livenet::create(ctx, o)?;
+            let line = format!(
+                "created livenet image {} (kernel {}, squashfs {}, initramfs {} {}; build {:.0}s, pack {:.1}s)",
+                rep.name,
+                rep.kernel,
+                human_size(rep.squashfs_bytes),
+                rep.initramfs.flavour,
+                human_size(rep.initramfs.size_bytes),
+                rep.build_seconds,
+                rep.pack_seconds
+            );
+            Outcome::report(&rep, vec![line])
+        }
+        Request::LivenetMount { name } => {
+            let mnt = livenet::mount_image(ctx, name)?;
+            Ok(Outcome::done(format!(
+                "image {name} mounted at {} (Ansible inventory: {})",
+                mnt.display(),
+                WorkPaths::new(&ctx.cfg, name)
+                    .inventory
+                    .join("host")
+                    .display()
+            )))
+        }
+        Request::LivenetUnmount { name, discard } => {
+            let rep = livenet::unmount_image(ctx, name, *discard)?;
+            let line = match rep.generation {
+                Some(gen) => format!(
+                    "image {name} unmounted; repacked as generation {gen} ({})",
+                    human_size(rep.size_bytes)
+                ),
+                None if *discard => format!("image {name} unmounted; changes discarded"),
+                None => format!("image {name} unmounted; nothing changed, no new generation"),
+            };
+            let mut o = Outcome::report(&rep, vec![line])?;
+            o.in_dry_run = true;
+            Ok(o)
+        }
+        Request::LivenetResize { name, size } => {
+            let rep = livenet::resize(ctx, name, *size)?;
+            let line = format!(
+                "image {name} resized from {}M to {}M (content {}M, minimum {}M); generation {}",
+                rep.old_mib, rep.new_mib, rep.content_mib, rep.min_mib, rep.generation
+            );
+            let mut o = Outcome::report(&rep, vec![line])?;
+            o.in_dry_run = true;
+            Ok(o)
+        }
+        Request::Rollback { name } => {
+            let gen = livenet::rollback(ctx, name)?;
+            Ok(Outcome::done(format!(
+                "image {name} is back at generation {gen}"
+            )))
+        }
+        Request::KernelSet { name, version } => {
+            let rec = kernel::kernel_set(ctx, name, version)?;
+            Ok(Outcome::done(format!(
+                "image {name} now boots {} with {}",
+                rec.kernel.unwrap_or_default(),
+                rec.image.unwrap_or_default()
+            )))
+        }
+        Request::Initramfs { name, flavour } => {
+            let rep = kernel::initramfs(ctx, name, flavour.as_deref())?;
+            let line = format!(
+                "initramfs {} ({}, {}) built in {:.1}s for image {name}",
+                rep.file.display(),
+                rep.flavour,
+                human_size(rep.size_bytes),
+                rep.seconds
+            );
+            let mut o = Outcome::report(&rep, vec![line])?;
+            o.in_dry_run = true;
+            Ok(o)
+        }
+        Request::NfsStagingCreate(o) => {
+            let rep = nfs::create_staging(ctx, o)?;
+            let line = format!(
+                "created NFS staging image {} in {} (kernel {}, tree {}, initramfs {} {}; build {:.0}s); exports: {}",
+                rep.name,
+                rep.tree.display(),
+                rep.kernel,
+                human_size(rep.tree_bytes),
+                rep.initramfs.flavour,
+                human_size(rep.initramfs.size_bytes),
+                rep.build_seconds,
+                rep.exports.reload
+            );
+            Outcome::report(&rep, vec![line])
+        }
+        Request::NfsGoldenCreate { name, from } => {
+            let rep = nfs::create_golden(ctx, name, from)?;
+            let line = format!(
+                "created NFS golden image {} from {} in {} ({:.1}s); exports: {}",
+                rep.name,
+                rep.source_image,
+                rep.tree.display(),
+                rep.copy_seconds,
+                rep.exports.reload
+            );
+            Outcome::report(&rep, vec![line])
+        }
+        Request::NfsNodesAdd { golden, nodeset } => {
+            let rep = nfs::nodes_add(ctx, golden, nodeset)?;
+            let already = if rep.unchanged.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} already there)", rep.unchanged)
+            };
+            let line = format!(
+                "image {golden}: added {}{already}; nodes now {} ({}) in {:.2}s; exports: {}",
+                if rep.changed.is_empty() {
+                    "no node"
+                } else {
+                    &rep.changed
+                },
+                rep.nodes,
+                rep.count,
+                rep.seconds,
+                rep.exports.reload
+            );
+            Outcome::report(&rep, vec![line])
+        }
+        Request::NfsNodesRemove { golden, nodeset } => {
+            let rep = nfs::nodes_remove(ctx, golden, nodeset)?;
+            let line = format!(
+                "image {golden}: removed {}; nodes now {}; exports: {}",
+                rep.changed,
+                if rep.nodes.is_empty() {
+                    "none"
+                } else {
+                    &rep.nodes
+                },
+                rep.exports.reload
+            );
+            Outcome::report(&rep, vec![line])
+        }
+        Request::NfsExports => {
+            let rep = nfs::exports::refresh(ctx)?;
+            let line = format!(
+                "{}: {} exports ({})",
+                rep.file.display(),
+                rep.exports,
+                rep.reload
+            );
+            Outcome::report(&rep, vec![line])
+        }
+        Request::Params { path, options } => {
+            let rep = params::create_from_params(ctx, path, options)?;
+            let lines = rep
+                .images
+                .iter()
+                .map(|i| {
+                    let mut line = format!(
+                        "{} image {}: {}",
+                        i.kind.as_str(),
+                        i.name,
+                        i.action.as_str()
+                    );
+                    if let Some(k) = i.kernel.as_deref().filter(|_| !rep.dry_run) {
+                        line.push_str(&format!(" (kernel {k}, {:.0}s)", i.seconds));
+                    }
+                    if !i.differences.is_empty() {
+                        line.push_str(&format!(" [{}]", i.differences.join("; ")));
+                    }
+                    line
+                })
+                .collect();
+            let mut o = Outcome::report(&rep, lines)?;
+            o.in_dry_run = true;
+            Ok(o)
+        }
+        Request::Ansible {
+            name,
+            playbook,
+            keep_on_failure,
+            args,
+        } => {
+            let rep = livenet::ansible(
+                ctx,
+                name,
+                playbook,
+                args,
+                &AnsibleOptions {
+                    keep_on_failure: *keep_on_failure,
+                },
+            )?;
+            let line = match rep.generation {
+                Some(gen) => format!(
+                    "playbook applied to image {name}: repacked as generation {gen} (log {})",
+                    rep.log.display()
+                ),
+                None if rep.mounted_here => format!(
+                    "playbook applied to image {name}: nothing changed (log {})",
+                    rep.log.display()
+                ),
+                None => format!(
+                    "playbook applied to the mounted image {name}; `disklessset livenet unmount {name}` repacks it (log {})",
+                    rep.log.display()
+                ),
+            };
+            Outcome::report(&rep, vec![line])
+        }
+    }
+}
