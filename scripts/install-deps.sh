@@ -11,6 +11,7 @@ PKGS=(
   nfs-ganesha nfs-ganesha-vfs
   xfsprogs
   tmux curl bc
+  man-db groff-base bsdextrautils
   libcrypt-dev
   python3
   ansible

@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "run as root (mounts, loop devices, VMs)" >&2; exit 1; fi
 scripts/install-deps.sh
-echo "== building disklessset"
-cargo build --release --quiet
+echo "== building and installing disklessset (binaries, completions, man pages)"
+scripts/install.sh
 BIN=$PWD/target/release
 STORE=${STORE:-$PWD/store}
 IMAGE=${IMAGE:-quickstart}

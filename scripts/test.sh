@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "run as root (real mounts, loop devices, VMs)" >&2; exit 1; fi
 scripts/install-deps.sh
 cargo fmt --all -- --check
+# clippy's incompatible_msrv lint holds std use to the declared rust-version.
 cargo clippy --all-targets --quiet -- -D warnings
+scripts/check-layers.py
+scripts/check-msrv.sh
+scripts/check-cli-docs.sh
 # Tests boot VMs and build images: run test binaries one at a time, 2 threads inside each.
 cargo test --lib --bins --tests -- --test-threads=2

@@ -163,11 +163,9 @@ pub fn write_atomic_batch(items: &[(PathBuf, Vec<u8>)], mode: u32) -> Result<()>
     // One flush of the whole filesystem holding the temps.
     let first = &temps[0].0;
     let f = File::open(first).at(first)?;
-    // SAFETY: syncfs on a valid fd owned by `f`.
-    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) } != 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = nix::unistd::syncfs(&f) {
         cleanup(&temps);
-        return Err(Error::io(first, e));
+        return Err(Error::io(first, std::io::Error::from(e)));
     }
     let mut dirs: Vec<&Path> = Vec::new();
     for (i, (tmp, dest)) in temps.iter().enumerate() {

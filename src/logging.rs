@@ -85,6 +85,5 @@ fn open_log(dir: &Path) -> Option<(std::fs::File, std::path::PathBuf)> {
 }
 
 fn stderr_is_tty() -> bool {
-    // SAFETY: isatty only inspects the file descriptor.
-    unsafe { libc::isatty(2) == 1 }
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
 }

@@ -634,8 +634,9 @@ pub fn decompress(
     match compression {
         ModuleCompression::None => return Ok(data.to_vec()),
         ModuleCompression::Xz => {
-            lzma_rs::xz_decompress(&mut io::BufReader::new(data), &mut out)
-                .map_err(|e| err("xz", format!("{e:?}")))?;
+            lzma_rust2::XzReader::new(data, true)
+                .read_to_end(&mut out)
+                .map_err(|e| err("xz", e.to_string()))?;
         }
         ModuleCompression::Zstd => {
             let mut input = data;

@@ -1,10 +1,10 @@
-//! Locks: one per image and one for the store. Exclusion is a `flock` (released by the
+//! Locks: one per image and one for the store. Exclusion is a `flock` (std's
+//! `File::try_lock`; released by the
 //! kernel when the holder dies, so a crash never leaves a lock that blocks); the file
 //! names the holder (pid, process start time, operation) so a second operation fails
 //! with that name, and `list` can tell a live holder from a dead or reused pid.
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,7 @@ impl LockInfo {
 
 /// A held lock; released (and its file emptied) on drop.
 #[derive(Debug)]
+#[must_use = "the lock is released when this guard is dropped"]
 pub struct Lock {
     file: File,
     path: PathBuf,
@@ -47,10 +48,7 @@ impl Lock {
 impl Drop for Lock {
     fn drop(&mut self) {
         let _ = self.file.set_len(0);
-        // SAFETY: the fd is owned by self.file and valid until drop ends.
-        unsafe {
-            libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
-        }
+        let _ = self.file.unlock();
     }
 }
 
@@ -116,12 +114,9 @@ pub fn clear_stale(cfg: &Config) -> Result<Vec<(String, LockInfo)>> {
             if !info.is_live() {
                 // Only empty it if nobody holds the flock right now.
                 if let Ok(f) = OpenOptions::new().read(true).write(true).open(&p) {
-                    // SAFETY: valid fd for the duration of the call.
-                    let got = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-                    if got == 0 {
+                    if f.try_lock().is_ok() {
                         f.set_len(0).at(&p)?;
-                        // SAFETY: as above.
-                        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+                        let _ = f.unlock();
                         out.push((stem, info));
                     }
                 }
@@ -147,11 +142,10 @@ fn acquire(path: &Path, operation: &str) -> std::result::Result<Lock, Acquire> {
         .open(path)
         .at(path)
         .map_err(Acquire::Err)?;
-    // SAFETY: valid fd owned by `file`.
-    let got = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if got != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+    // std's file lock is flock(2) on Linux: released by the kernel when the holder dies.
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
             // The holder writes its name right after taking the lock: give it a moment.
             for _ in 0..20 {
                 if let Some(info) = read_info(path) {
@@ -166,7 +160,7 @@ fn acquire(path: &Path, operation: &str) -> std::result::Result<Lock, Acquire> {
                 since: 0,
             }));
         }
-        return Err(Acquire::Err(Error::io(path, err)));
+        Err(std::fs::TryLockError::Error(err)) => return Err(Acquire::Err(Error::io(path, err))),
     }
     let info = LockInfo {
         pid: std::process::id() as i32,

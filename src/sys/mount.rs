@@ -113,6 +113,7 @@ pub fn umount_below(r: &Runner, path: &Path) -> Result<Vec<PathBuf>> {
 
 /// Unmounts its target (and anything below) when dropped, unless kept.
 #[derive(Debug)]
+#[must_use = "the mount is taken down when this guard is dropped"]
 pub struct MountGuard {
     target: PathBuf,
     runner: Runner,
@@ -157,6 +158,7 @@ impl Drop for MountGuard {
 /// Mounts stacked on each other (a loop file inside another mount): taken down in
 /// reverse order, on drop or explicitly.
 #[derive(Debug, Default)]
+#[must_use = "the mounts are taken down when this stack is dropped"]
 pub struct MountStack(Vec<MountGuard>);
 
 impl MountStack {

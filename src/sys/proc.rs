@@ -37,12 +37,6 @@ pub fn self_start_time() -> u64 {
     start_time(std::process::id() as i32).unwrap_or(0)
 }
 
-/// Is `path` a terminal on stdin? (destructive actions ask only there)
-pub fn stdin_is_tty() -> bool {
-    // SAFETY: isatty only inspects the file descriptor.
-    unsafe { libc::isatty(0) == 1 }
-}
-
 /// True when running as root (mounts, chroot).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

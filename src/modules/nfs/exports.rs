@@ -160,8 +160,9 @@ pub fn render_ganesha(exports: &[Export]) -> Result<String> {
     Ok(s)
 }
 
-/// Serialises refreshes of the exports (two `nodes add` at once).
-fn exports_lock(cfg: &Config) -> Result<nix::fcntl::Flock<std::fs::File>> {
+/// Serialises refreshes of the exports (two `nodes add` at once): the returned file holds
+/// the lock (flock, std's `File::lock`) until it is closed.
+fn exports_lock(cfg: &Config) -> Result<std::fs::File> {
     let dir = cfg.locks_dir();
     fsutil::ensure_dir(&dir)?;
     let p = dir.join("nfs-exports.lock");
@@ -171,8 +172,8 @@ fn exports_lock(cfg: &Config) -> Result<nix::fcntl::Flock<std::fs::File>> {
         .write(true)
         .open(&p)
         .at(&p)?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| Error::sys(format!("lock {}", p.display()), e))
+    f.lock().at(&p)?;
+    Ok(f)
 }
 
 /// The file the configured server kind reads.
