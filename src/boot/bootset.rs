@@ -105,19 +105,7 @@ pub struct AssignReport {
     pub folded: String,
 }
 
-/// Where node scripts live, relative to the web root (for URLs).
-pub fn rel_to_web(cfg: &Config, p: &Path) -> String {
-    p.strip_prefix(&cfg.web_root)
-        .map(|r| r.display().to_string())
-        .unwrap_or_else(|_| p.display().to_string())
-}
-
-/// The base URL written into static scripts: the configured one, else next-server.
-pub fn static_base(cfg: &Config) -> String {
-    cfg.base_url
-        .clone()
-        .unwrap_or_else(|| "http://${next-server}".to_string())
-}
+pub use super::ipxe::{rel_to_web, static_base};
 
 /// Fills `{{key}}` placeholders; an unknown placeholder is an error (never left raw).
 pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String> {

@@ -98,6 +98,8 @@ pub struct Pipeline<'a> {
     pub class: ImageClass,
     /// The creation marker's operation (`livenet create`).
     pub operation: &'a str,
+    /// The initramfs flavour the module will build (checked before any work).
+    pub initramfs: &'a str,
     /// What a dry run notes before any step ("create livenet image NAME (...)").
     pub plan: String,
     /// Steps of the whole creation (the module's steps follow the three here).
@@ -110,13 +112,15 @@ pub struct Pipeline<'a> {
     pub generation: Option<u32>,
 }
 
-/// Checks the inputs, reserves the name (creation marker), and runs the three steps
+/// Checks the name, the initramfs flavour and the build inputs, reserves the name (creation marker), and runs the three steps
 /// every built image shares: 1. the build directory (tmpfs when RAM allows), 2. the
 /// packages from the repositories, 3. the setup (password, key, os-release, console,
 /// ready unit). On failure the image stays `corrupted` (clearable), nothing mounted
 /// once the guard drops.
 pub fn build_tree(ctx: &Ctx, o: &BuildOptions, p: &Pipeline) -> Result<Built> {
     let dry = ctx.runner.dry_run();
+    crate::names::image(p.name)?;
+    crate::kernel::initramfs_name(p.initramfs, "x")?;
     let Checked {
         spec,
         release,

@@ -66,30 +66,20 @@ pub struct CreateReport {
 pub fn create(ctx: &Ctx, o: &LivenetCreate) -> Result<CreateReport> {
     let cfg = &ctx.cfg;
     let dry = ctx.runner.dry_run();
-    crate::names::image(&o.name)?;
-    kernel::initramfs_name(&o.initramfs, "x")?;
     if o.layout == Layout::Native && o.size.is_some() {
         return Err(Error::invalid(
             "--size applies to the compat layout only: a native image needs no size (its RAM cost is the compressed image plus writes)",
         ));
     }
     let total = 7;
-    let bi::Built {
-        mut rec,
-        creation,
-        work,
-        tree,
-        guard,
-        on_tmpfs,
-        kver,
-        build_seconds,
-    } = bi::build_tree(
+    let mut built = bi::build_tree(
         ctx,
         &o.build,
         &bi::Pipeline {
             name: &o.name,
             class: ImageClass::LivenetImage,
             operation: "livenet create",
+            initramfs: &o.initramfs,
             plan: format!(
                 "create livenet image {} ({} {{release}}, {} type, {} layout)",
                 o.name,
@@ -104,15 +94,19 @@ pub fn create(ctx: &Ctx, o: &LivenetCreate) -> Result<CreateReport> {
             generation: Some(1),
         },
     )?;
-    rec.layout = Some(o.layout);
-    rec.initramfs_flavour = Some(o.initramfs.clone());
-    let tree_bytes = if dry { 0 } else { pack::content_bytes(&tree) };
+    built.rec.layout = Some(o.layout);
+    built.rec.initramfs_flavour = Some(o.initramfs.clone());
+    let tree_bytes = if dry {
+        0
+    } else {
+        pack::content_bytes(&built.tree)
+    };
 
     // 4. The kernel, next to the others.
     ctx.progress
-        .step(4, total, &format!("publish kernel {kver}"));
-    kernel::publish_kernel(ctx, &tree, &kver)?;
-    rec.kernel = Some(format!("vmlinuz-{kver}"));
+        .step(4, total, &format!("publish kernel {}", built.kver));
+    kernel::publish_kernel(ctx, &built.tree, &built.kver)?;
+    built.rec.kernel = Some(format!("vmlinuz-{}", built.kver));
 
     // 5. The squashfs, as generation 1.
     ctx.progress.step(
@@ -126,9 +120,9 @@ pub fn create(ctx: &Ctx, o: &LivenetCreate) -> Result<CreateReport> {
         ),
     );
     if o.layout == Layout::Compat {
-        rec.livenet_size = Some(match o.size.unwrap_or(SizeSpec::Auto) {
+        built.rec.livenet_size = Some(match o.size.unwrap_or(SizeSpec::Auto) {
             SizeSpec::Mib(m) if o.size_at_least && !dry => {
-                let min = pack::min_size_mib(&tree);
+                let min = pack::min_size_mib(&built.tree);
                 if m < min {
                     let grown = min + cfg.resize_headroom_mib;
                     tracing::warn!(
@@ -141,18 +135,18 @@ pub fn create(ctx: &Ctx, o: &LivenetCreate) -> Result<CreateReport> {
                 }
             }
             SizeSpec::Mib(m) => m,
-            SizeSpec::Auto => pack::min_size_mib(&tree) + cfg.resize_headroom_mib,
+            SizeSpec::Auto => pack::min_size_mib(&built.tree) + cfg.resize_headroom_mib,
         });
     }
     let t = std::time::Instant::now();
-    repack(ctx, &mut rec, &tree)?;
+    repack(ctx, &mut built.rec, &built.tree)?;
     let pack_seconds = t.elapsed().as_secs_f64();
 
     // 6. The initramfs, from the image's own modules.
     ctx.progress
         .step(6, total, &format!("build the {} initramfs", o.initramfs));
-    let initramfs = kernel::build_initramfs(ctx, &tree, &kver, &o.initramfs)?;
-    rec.image = initramfs
+    let initramfs = kernel::build_initramfs(ctx, &built.tree, &built.kver, &o.initramfs)?;
+    built.rec.image = initramfs
         .file
         .file_name()
         .map(|f| f.to_string_lossy().into_owned());
@@ -160,26 +154,26 @@ pub fn create(ctx: &Ctx, o: &LivenetCreate) -> Result<CreateReport> {
     // 7. boot.ipxe, the record, clean up.
     ctx.progress
         .step(7, total, "write boot.ipxe and image_data.yml");
-    write_boot_ipxe(ctx, &rec)?;
-    if let Some(g) = guard {
+    write_boot_ipxe(ctx, &built.rec)?;
+    if let Some(g) = built.guard {
         g.unmount()?;
     }
-    remove_tree(&ctx.runner, &work)?;
+    remove_tree(&ctx.runner, &built.work)?;
     let squashfs_bytes = std::fs::metadata(generations::current_path(cfg, &o.name))
         .map(|m| m.len())
         .unwrap_or(0);
-    if let Some(c) = creation {
-        store::save(cfg, &rec)?;
+    if let Some(c) = built.creation {
+        store::save(cfg, &built.rec)?;
         c.finish()?;
     }
     Ok(CreateReport {
         name: o.name.clone(),
-        kernel: kver,
+        kernel: built.kver,
         squashfs_bytes,
         tree_bytes,
-        build_seconds,
+        build_seconds: built.build_seconds,
         pack_seconds,
         initramfs,
-        on_tmpfs,
+        on_tmpfs: built.on_tmpfs,
     })
 }

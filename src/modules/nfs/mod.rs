@@ -350,14 +350,13 @@ pub struct StagingReport {
 pub fn create_staging(ctx: &Ctx, o: &StagingCreate) -> Result<StagingReport> {
     let cfg = &ctx.cfg;
     let dry = ctx.runner.dry_run();
-    crate::names::image(&o.name)?;
-    kernel::initramfs_name(&o.initramfs, "x")?;
     if o.initramfs != "own" {
         return Err(Error::invalid(format!(
             "--initramfs {}: NFS images boot with the own initramfs (read-only NFS root under a tmpfs overlay, per-node kept paths); dracut has no overlay for NFS roots: use --initramfs own",
             o.initramfs
         )));
     }
+    crate::names::image(&o.name)?;
     let dest = staging_tree(cfg, &o.name);
     if !dry && dest.exists() {
         return Err(Error::invalid(format!(
@@ -366,22 +365,14 @@ pub fn create_staging(ctx: &Ctx, o: &StagingCreate) -> Result<StagingReport> {
         )));
     }
     let total = 6;
-    let bi::Built {
-        mut rec,
-        creation,
-        work,
-        tree,
-        guard,
-        on_tmpfs,
-        kver,
-        build_seconds,
-    } = bi::build_tree(
+    let mut built = bi::build_tree(
         ctx,
         &o.build,
         &bi::Pipeline {
             name: &o.name,
             class: ImageClass::NfsStagingImage,
             operation: "nfs staging create",
+            initramfs: &o.initramfs,
             plan: format!(
                 "create NFS staging image {} ({} {{release}}, {} type) in {}",
                 o.name,
@@ -396,18 +387,21 @@ pub fn create_staging(ctx: &Ctx, o: &StagingCreate) -> Result<StagingReport> {
             generation: None,
         },
     )?;
-    rec.initramfs_flavour = Some(o.initramfs.clone());
+    built.rec.initramfs_flavour = Some(o.initramfs.clone());
 
     // 4. Kernel and initramfs (the own initramfs carries the NFS client).
     ctx.progress.step(
         4,
         total,
-        &format!("publish kernel {kver}, build the {} initramfs", o.initramfs),
+        &format!(
+            "publish kernel {}, build the {} initramfs",
+            built.kver, o.initramfs
+        ),
     );
-    kernel::publish_kernel(ctx, &tree, &kver)?;
-    rec.kernel = Some(format!("vmlinuz-{kver}"));
-    let initramfs = kernel::build_initramfs(ctx, &tree, &kver, &o.initramfs)?;
-    rec.image = initramfs
+    kernel::publish_kernel(ctx, &built.tree, &built.kver)?;
+    built.rec.kernel = Some(format!("vmlinuz-{}", built.kver));
+    let initramfs = kernel::build_initramfs(ctx, &built.tree, &built.kver, &o.initramfs)?;
+    built.rec.image = initramfs
         .file
         .file_name()
         .map(|f| f.to_string_lossy().into_owned());
@@ -415,36 +409,40 @@ pub fn create_staging(ctx: &Ctx, o: &StagingCreate) -> Result<StagingReport> {
     // 5. The tree under the NFS root: a rename when on the same file system, else a copy.
     ctx.progress
         .step(5, total, &format!("move the tree to {}", dest.display()));
-    let tree_bytes = if dry { 0 } else { fsutil::tree_size(&tree) };
-    let moved = !dry && !on_tmpfs && {
+    let tree_bytes = if dry {
+        0
+    } else {
+        fsutil::tree_size(&built.tree)
+    };
+    let moved = !dry && !built.on_tmpfs && {
         fsutil::ensure_dir(&cfg.nfs_staging_dir)?;
-        std::fs::rename(&tree, &dest).is_ok()
+        std::fs::rename(&built.tree, &dest).is_ok()
     };
     if !moved {
-        copy_tree(ctx, &tree, &dest)?;
+        copy_tree(ctx, &built.tree, &dest)?;
     }
-    if let Some(g) = guard {
+    if let Some(g) = built.guard {
         g.unmount()?;
     }
-    remove_tree(&ctx.runner, &work)?;
+    remove_tree(&ctx.runner, &built.work)?;
 
     // 6. boot.ipxe, the record, the exports.
     ctx.progress
         .step(6, total, "write boot.ipxe, image_data.yml and the exports");
-    write_boot_ipxe(ctx, &rec)?;
+    write_boot_ipxe(ctx, &built.rec)?;
     if !dry {
-        store::save(cfg, &rec)?;
+        store::save(cfg, &built.rec)?;
     }
     let exports = exports::refresh(ctx)?;
-    if let Some(c) = creation {
+    if let Some(c) = built.creation {
         c.finish()?;
     }
     Ok(StagingReport {
         name: o.name.clone(),
         tree: dest,
-        kernel: kver,
+        kernel: built.kver,
         tree_bytes,
-        build_seconds,
+        build_seconds: built.build_seconds,
         initramfs,
         exports,
     })

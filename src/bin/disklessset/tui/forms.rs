@@ -54,13 +54,12 @@ pub fn clone(src: &str) -> FormSpec {
         fields: vec![
             FieldSpec::text("name", "New image name", image_name)
                 .help("Letters, digits, '-', '_' and '.'; at most 64 characters."),
-            FieldSpec {
-                key: "src",
-                label: "Source",
-                kind: FieldKind::Choice(vec![src.to_string()]),
-                default: src.to_string(),
-                help: "The image to copy (pick another one in the images list).",
-            },
+            fixed(
+                "src",
+                "Source",
+                src,
+                "The image to copy (pick another one in the images list).",
+            ),
         ],
         submit: |v| {
             Action::Run(Request::Clone {
@@ -86,13 +85,7 @@ pub fn resize(name: &str) -> FormSpec {
                 .help(
                     "700M, 1.5G (100M to 50G), or auto: the content plus the configured headroom.",
                 ),
-            FieldSpec {
-                key: "name",
-                label: "Image",
-                kind: FieldKind::Choice(vec![name.to_string()]),
-                default: name.to_string(),
-                help: "",
-            },
+            fixed("name", "Image", name, ""),
         ],
         submit: |v| match SizeSpec::parse(v.get("size")) {
             Ok(size) => Action::Run(Request::LivenetResize {
@@ -122,13 +115,7 @@ pub fn kernel_set(name: &str, versions: Vec<String>, current: Option<&str>) -> F
                 default,
                 help: "←→ to choose. The core refuses a kernel without its initramfs.",
             },
-            FieldSpec {
-                key: "name",
-                label: "Image",
-                kind: FieldKind::Choice(vec![name.to_string()]),
-                default: name.to_string(),
-                help: "",
-            },
+            fixed("name", "Image", name, ""),
         ],
         submit: |v| {
             Action::Run(Request::KernelSet {
@@ -219,6 +206,17 @@ fn packages(s: &str) -> Result<(), String> {
     {
         Some(p) => Err(format!("'{p}': separate packages with commas")),
         None => Ok(()),
+    }
+}
+
+/// A field fixed to one value (the image picked in the images list).
+fn fixed(key: &'static str, label: &'static str, value: &str, help: &'static str) -> FieldSpec {
+    FieldSpec {
+        key,
+        label,
+        kind: FieldKind::Choice(vec![value.to_string()]),
+        default: value.to_string(),
+        help,
     }
 }
 
