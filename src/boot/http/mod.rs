@@ -12,8 +12,8 @@
 //!   `Range` likewise; an unsatisfiable one gets `416` with
 //!   `Content-Range: bytes */SIZE`; `If-Range`, `If-None-Match` and
 //!   `If-Modified-Since` (exact match of our validators) are honoured;
-//! * bodies are streamed with `std::io::copy` from the file to the socket,
-//!   which Linux's std turns into `sendfile(2)`: no user-space buffer, memory
+//! * bodies are sent with `sendfile(2)` (nix) from the file to the socket
+//!   (a buffered copy where the kernel refuses it): no user-space buffer, memory
 //!   per connection is the thread stack plus an 8 KiB request buffer;
 //! * keep-alive is the HTTP/1.1 default (`Connection: close` honoured,
 //!   HTTP/1.0 keep-alive on request); requests with a body are answered and
