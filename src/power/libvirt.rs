@@ -247,21 +247,9 @@ pub fn read_boot(xml: &str) -> std::result::Result<(Option<String>, bool), Strin
         };
         let parent = stack.last().map(String::as_str);
         match (name.as_str(), parent) {
-            ("os", _) => {
-                if attr("firmware").as_deref() == Some("efi") {
-                    uefi = true;
-                }
-            }
-            ("loader", Some("os")) => {
-                if attr("type").as_deref() == Some("pflash") {
-                    uefi = true;
-                }
-            }
-            ("boot", Some("os")) => {
-                if os_dev.is_none() {
-                    os_dev = attr("dev");
-                }
-            }
+            ("os", _) if attr("firmware").as_deref() == Some("efi") => uefi = true,
+            ("loader", Some("os")) if attr("type").as_deref() == Some("pflash") => uefi = true,
+            ("boot", Some("os")) => os_dev = os_dev.or_else(|| attr("dev")),
             ("boot", Some(p)) => {
                 if let Some(o) = attr("order").and_then(|o| o.parse::<u32>().ok()) {
                     let dev = match p {
