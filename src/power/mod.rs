@@ -659,7 +659,9 @@ pub struct Staging {
 }
 
 /// For each node: next boot from the network (once), then a power cycle, or power on
-/// when it is off. In groups of `batch` nodes, `interval` seconds apart.
+/// when it is off. In groups of `batch` nodes: each group's boot overrides are set
+/// first, then its power requests go out `interval` seconds after the previous
+/// group's.
 pub fn pxe_reboot(ctx: &Ctx, set: &str, staging: &Staging, opts: &BmcOptions) -> Result<Report> {
     let p = prepare(ctx, set, opts)?;
     let dry = ctx.runner.dry_run();
@@ -667,12 +669,16 @@ pub fn pxe_reboot(ctx: &Ctx, set: &str, staging: &Staging, opts: &BmcOptions) ->
     let interval = Duration::from_secs(staging.interval_secs);
     let start = Instant::now();
     let mut nodes = Vec::with_capacity(p.targets.len());
-    let groups: Vec<&[Target]> = p.targets.chunks(batch).collect();
-    for (i, group) in groups.iter().enumerate() {
-        let group_start = Instant::now();
-        let mut results = fanout::run(group, p.fanout, |t| {
-            let mut at = None;
-            let r = driver(t, &ctx.runner).and_then(|d| {
+    let mut last_power: Option<Instant> = None;
+    for group in p.targets.chunks(batch) {
+        let drivers: Vec<(&Target, Result<Box<dyn Driver + '_>>)> = group
+            .iter()
+            .map(|t| (t, driver(t, &ctx.runner)))
+            .collect();
+        // The boot override and the power state, for the whole group.
+        let prepared: Vec<Result<(PowerAction, PowerState, String)>> =
+            fanout::run(&drivers, p.fanout, |(_, d)| {
+                let d = d.as_ref().map_err(|e| Error::invalid(error_text(e)))?;
                 let state = d.status()?;
                 let note = d.set_bootdev(&BootRequest {
                     device: BootDevice::Pxe,
@@ -684,47 +690,59 @@ pub fn pxe_reboot(ctx: &Ctx, set: &str, staging: &Staging, opts: &BmcOptions) ->
                 } else {
                     PowerAction::Cycle
                 };
-                at = Some(start.elapsed().as_secs_f64());
-                let how = d.power(action)?;
-                let mut out = format!(
-                    "{}next boot pxe once{}, {}{}",
-                    if dry { "planned: " } else { "" },
-                    if note.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({note})")
-                    },
-                    if dry {
-                        format!("power {}", action.as_str())
-                    } else {
-                        action.done().to_string()
-                    },
-                    if how.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({how})")
-                    }
-                );
-                if state == PowerState::Unknown {
-                    out.push_str(" (power state was unknown)");
-                }
-                Ok(out)
+                Ok((action, state, note))
             });
-            let mut r = result(t, r);
-            r.at_secs = at;
-            r
-        });
-        nodes.append(&mut results);
-        if i + 1 < groups.len() && !interval.is_zero() {
+        if let (Some(prev), false) = (last_power, interval.is_zero()) {
             if dry {
                 ctx.runner.note(format!(
-                    "wait until {} s after the previous group started",
+                    "wait until {} s after the previous group's power requests",
                     interval.as_secs()
                 ));
-            } else if let Some(rest) = interval.checked_sub(group_start.elapsed()) {
+            } else if let Some(rest) = (prev + interval).checked_duration_since(Instant::now()) {
                 std::thread::sleep(rest);
             }
         }
+        last_power = Some(Instant::now());
+        let work: Vec<(usize, &(&Target, Result<Box<dyn Driver + '_>>))> =
+            drivers.iter().enumerate().collect();
+        let mut results = fanout::run(&work, p.fanout, |(i, (t, d))| {
+            let r = match (&prepared[*i], d) {
+                (Err(e), _) | (_, Err(e)) => Err(Error::invalid(error_text(e))),
+                (Ok((action, state, note)), Ok(d)) => {
+                    let at = start.elapsed().as_secs_f64();
+                    d.power(*action).map(|how| {
+                        let mut out = format!(
+                            "{}next boot pxe once{}, {}{}",
+                            if dry { "planned: " } else { "" },
+                            if note.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({note})")
+                            },
+                            if dry {
+                                format!("power {}", action.as_str())
+                            } else {
+                                action.done().to_string()
+                            },
+                            if how.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({how})")
+                            }
+                        );
+                        if *state == PowerState::Unknown {
+                            out.push_str(" (power state was unknown)");
+                        }
+                        (out, at)
+                    })
+                }
+            };
+            let at = r.as_ref().ok().map(|(_, at)| *at);
+            let mut res = result(t, r.map(|(o, _)| o));
+            res.at_secs = at;
+            res
+        });
+        nodes.append(&mut results);
     }
     Ok(Report::new("reboot".into(), dry, nodes, p.warnings))
 }

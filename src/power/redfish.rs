@@ -125,8 +125,9 @@ impl<'a> Redfish<'a> {
             ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
                 format!("timed out after {} s", self.t.timeout_secs())
             }
-            ureq::Error::Rustls(_) | ureq::Error::Tls(_) => format!(
-                "TLS failed: {e} (set bmc.ca_file to the CA that signed the BMC's certificate, or bmc.tls_verify: false to skip the check for this BMC)"
+            e if is_tls(e) => format!(
+                "TLS failed: {} (set bmc.ca_file to the CA that signed the BMC's certificate, or bmc.tls_verify: false to skip the check for this BMC)",
+                e.to_string().trim_start_matches("io: ")
             ),
             other => other.to_string(),
         }
@@ -187,7 +188,7 @@ impl<'a> Redfish<'a> {
                         matches!(e, ureq::Error::ConnectionFailed | ureq::Error::HostNotFound);
                     let retry = attempt < self.t.retries
                         && (method != "POST" || never_sent)
-                        && !matches!(e, ureq::Error::Rustls(_) | ureq::Error::Tls(_));
+                        && !is_tls(&e);
                     if retry {
                         attempt += 1;
                         tracing::info!(target: "run", "{}: {e}; retry {attempt}", self.t.address);
@@ -343,6 +344,18 @@ impl<'a> Redfish<'a> {
     fn power_state(&self) -> Result<PowerState> {
         let (_, a) = self.system()?;
         Ok(parse_power_state(&a.body))
+    }
+}
+
+/// A TLS failure (ureq wraps rustls' errors in `Io` during the handshake).
+fn is_tls(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Rustls(_) | ureq::Error::Tls(_) => true,
+        ureq::Error::Io(io) => {
+            let m = io.to_string().to_ascii_lowercase();
+            m.contains("certificate") || m.contains("tls") || m.contains("handshake")
+        }
+        _ => false,
     }
 }
 
