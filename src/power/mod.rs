@@ -658,6 +658,9 @@ pub struct Staging {
     pub interval_secs: u64,
 }
 
+/// A node's target with its driver (or why there is none).
+type Connected<'a> = (&'a Target, Result<Box<dyn Driver + 'a>>);
+
 /// For each node: next boot from the network (once), then a power cycle, or power on
 /// when it is off. In groups of `batch` nodes: each group's boot overrides are set
 /// first, then its power requests go out `interval` seconds after the previous
@@ -671,10 +674,8 @@ pub fn pxe_reboot(ctx: &Ctx, set: &str, staging: &Staging, opts: &BmcOptions) ->
     let mut nodes = Vec::with_capacity(p.targets.len());
     let mut last_power: Option<Instant> = None;
     for group in p.targets.chunks(batch) {
-        let drivers: Vec<(&Target, Result<Box<dyn Driver + '_>>)> = group
-            .iter()
-            .map(|t| (t, driver(t, &ctx.runner)))
-            .collect();
+        let drivers: Vec<(&Target, Result<Box<dyn Driver + '_>>)> =
+            group.iter().map(|t| (t, driver(t, &ctx.runner))).collect();
         // The boot override and the power state, for the whole group.
         let prepared: Vec<Result<(PowerAction, PowerState, String)>> =
             fanout::run(&drivers, p.fanout, |(_, d)| {
@@ -703,8 +704,7 @@ pub fn pxe_reboot(ctx: &Ctx, set: &str, staging: &Staging, opts: &BmcOptions) ->
             }
         }
         last_power = Some(Instant::now());
-        let work: Vec<(usize, &(&Target, Result<Box<dyn Driver + '_>>))> =
-            drivers.iter().enumerate().collect();
+        let work: Vec<(usize, &Connected<'_>)> = drivers.iter().enumerate().collect();
         let mut results = fanout::run(&work, p.fanout, |(i, (t, d))| {
             let r = match (&prepared[*i], d) {
                 (Err(e), _) | (_, Err(e)) => Err(Error::invalid(error_text(e))),

@@ -186,9 +186,8 @@ impl<'a> Redfish<'a> {
                 Err(e) => {
                     let never_sent =
                         matches!(e, ureq::Error::ConnectionFailed | ureq::Error::HostNotFound);
-                    let retry = attempt < self.t.retries
-                        && (method != "POST" || never_sent)
-                        && !is_tls(&e);
+                    let retry =
+                        attempt < self.t.retries && (method != "POST" || never_sent) && !is_tls(&e);
                     if retry {
                         attempt += 1;
                         tracing::info!(target: "run", "{}: {e}; retry {attempt}", self.t.address);

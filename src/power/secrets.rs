@@ -215,6 +215,14 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_parses() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("share/bmc-secrets.yml");
+        let e = parse(&std::fs::read_to_string(&p).unwrap(), &p).unwrap();
+        assert_eq!(e.len(), 4);
+        assert_eq!(e["c001"].user.as_deref(), Some("admin"));
+    }
+
+    #[test]
     fn a_file_others_can_read_is_refused() {
         let d = tempfile::tempdir().unwrap();
         let cfg = Config::under_root(d.path()).unwrap();
