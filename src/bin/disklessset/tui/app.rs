@@ -443,6 +443,12 @@ impl App {
             PowerReply::Back => self.pop(),
             PowerReply::Error(e) => self.error(e),
             PowerReply::Status => power::spawn_status(&self.cfg, self.opts.dry_run, set, &self.tx),
+            PowerReply::Reboot => {
+                let images = self.status.images.iter().map(|i| i.name.clone()).collect();
+                let inv = ops::query::inventory(&self.cfg).ok();
+                let spec = forms::bootset_reboot(&set, images, inv);
+                self.push(Screen::Form(FormState::new(spec)));
+            }
             PowerReply::Ask(choice) => match power::confirm(&self.cfg, choice, &set) {
                 Ok(c) => self.popup = Some(c),
                 Err(e) => self.error(e),

@@ -167,6 +167,8 @@ pub enum Reply {
     None,
     Back,
     Status,
+    /// The assign-and-reboot form (`bootset ... --reboot`) for this node set.
+    Reboot,
     Ask(Choice),
     Error(String),
 }
@@ -223,7 +225,7 @@ impl PowerView {
         if self.editing {
             "type a node set (c[001-010],@group) · Enter done · Esc back"
         } else {
-            "e edit the node set · s status · o/f/c/r/d power · x/k/b next boot · Esc back"
+            "e edit · s status · o/f/c/r/d power · x/k/b next boot · a assign+reboot · Esc back"
         }
     }
 
@@ -255,6 +257,7 @@ impl PowerView {
                 self.editing = true;
                 Reply::None
             }
+            KeyCode::Char('a') => Reply::Reboot,
             KeyCode::Char('s') => match self.nodes() {
                 Ok(n) if n.is_empty() => Reply::Error("the node set names no node".into()),
                 Ok(_) => {

@@ -725,9 +725,17 @@ fn power_view_reads_the_status_and_confirms_naming_the_nodes() {
     h.keys("y");
     assert!(h.screen().contains("2 of 2 nodes failed"), "{}", h.screen());
     // A node set with a node outside the inventory's BMCs is refused as typed.
-    h.keys("<Enter>e<BS><BS><BS><BS><BS><BS><BS><BS><BS>c003<Enter>x");
+    h.keys("<Enter>e<BS><BS><BS><BS><BS><BS><BS><BS><BS><BS>c003<Enter>x");
     assert!(
-        h.screen().contains("c003  (no BMC in the inventory)"),
+        h.screen().contains("│  c003  (no BMC in the inventory)"),
+        "{}",
+        h.screen()
+    );
+    // Assign and reboot (bootset --reboot): a form for the view's node set.
+    h.keys("na");
+    h.snap("power_reboot_form");
+    assert!(
+        h.screen().contains("Assign and reboot nodes"),
         "{}",
         h.screen()
     );
