@@ -15,8 +15,10 @@ for tool in disklessset bootset; do
   fi
   c bash > "$tmp/$tool.bash"; bash -n "$tmp/$tool.bash"
   grep -q "complete .*$tool" "$tmp/$tool.bash"
-  c zsh | grep -q "#compdef $tool"
-  c fish | grep -q "complete -c $tool"
+  # To files first: `grep -q` stops reading at the first match, and the tool, which
+  # dies quietly on a closed pipe (SIGPIPE), would then fail the pipeline.
+  c zsh > "$tmp/$tool.zsh"; grep -q "#compdef $tool" "$tmp/$tool.zsh"
+  c fish > "$tmp/$tool.fish"; grep -q "complete -c $tool" "$tmp/$tool.fish"
   out=$(MANWIDTH=80 man -l "$tmp/$tool.1" 2>"$tmp/err" | col -b)
   if [ -s "$tmp/err" ]; then echo "man -l $tool.1 warns:"; cat "$tmp/err"; exit 1; fi
   grep -q "$tool" <<<"$out"
