@@ -17,7 +17,7 @@ LAYERS = [
     ["sys", "logging"],
     ["ctx"],
     ["store", "cluster"],
-    ["build", "pack", "kernel"],
+    ["build", "pack", "kernel", "power"],
     ["boot"],
     ["modules"],
     ["params"],

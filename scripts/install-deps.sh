@@ -15,6 +15,7 @@ PKGS=(
   libcrypt-dev
   python3
   ansible
+  ipmitool libvirt-daemon-system libvirt-clients python3-libvirt python3-venv
 )
 missing=()
 for p in "${PKGS[@]}"; do

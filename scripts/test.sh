@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "run as root (real mounts, loop devices, VMs)" >&2; exit 1; fi
 scripts/install-deps.sh
+scripts/install-emulators.sh
 cargo fmt --all -- --check
 # clippy's incompatible_msrv lint holds std use to the declared rust-version.
 cargo clippy --all-targets --quiet -- -D warnings

@@ -73,6 +73,15 @@ pub struct ConfigFile {
     /// GPG keys passed to dnf (`file:///...`).
     #[serde(default)]
     pub gpg_keys: Vec<String>,
+    /// BMC passwords (power and boot-device control): a YAML file owned by root, mode
+    /// 0600 (refused if wider), never inside the web root.
+    pub bmc_secrets_file: Option<PathBuf>,
+    /// Seconds one BMC request (or one ipmitool/virsh call) may take.
+    pub bmc_timeout_secs: Option<u64>,
+    /// Retries of a BMC request that got no answer.
+    pub bmc_retries: Option<u32>,
+    /// BMCs contacted at once by `power`, `bootdev` and `bootset --reboot`.
+    pub bmc_fanout: Option<usize>,
 }
 
 /// The NFS server the exports are written for.
@@ -157,6 +166,10 @@ pub struct Config {
     pub mirrors: BTreeMap<String, String>,
     pub dnf_repos: BTreeMap<String, String>,
     pub gpg_keys: Vec<String>,
+    pub bmc_secrets_file: PathBuf,
+    pub bmc_timeout_secs: u64,
+    pub bmc_retries: u32,
+    pub bmc_fanout: usize,
 }
 
 /// Where the configuration comes from: flags and environment, already merged by the front-end.
@@ -272,6 +285,34 @@ impl Config {
             "nodes.yml",
             PathBuf::from("/etc/disklessset/nodes.yml"),
         );
+        let bmc_secrets_file = pick(
+            f.bmc_secrets_file.clone(),
+            "bmc-secrets.yml",
+            PathBuf::from("/etc/disklessset/bmc-secrets.yml"),
+        );
+        let bmc_timeout_secs = f.bmc_timeout_secs.unwrap_or(10);
+        let bmc_retries = f.bmc_retries.unwrap_or(1);
+        let bmc_fanout = f.bmc_fanout.unwrap_or(50);
+        if bmc_timeout_secs == 0 || bmc_timeout_secs > 600 {
+            return Err(Error::Config {
+                file: source_name(&source),
+                msg: format!(
+                    "bmc_timeout_secs: {bmc_timeout_secs} is out of range: allowed 1..=600"
+                ),
+            });
+        }
+        if bmc_retries > 10 {
+            return Err(Error::Config {
+                file: source_name(&source),
+                msg: format!("bmc_retries: {bmc_retries} is out of range: allowed 0..=10"),
+            });
+        }
+        if bmc_fanout == 0 || bmc_fanout > 1000 {
+            return Err(Error::Config {
+                file: source_name(&source),
+                msg: format!("bmc_fanout: {bmc_fanout} is out of range: allowed 1..=1000"),
+            });
+        }
         let exports_file = pick(
             f.exports_file.clone(),
             "exports/disklessset.exports",
@@ -415,6 +456,10 @@ impl Config {
             mirrors: f.mirrors,
             dnf_repos: f.dnf_repos,
             gpg_keys: f.gpg_keys,
+            bmc_secrets_file,
+            bmc_timeout_secs,
+            bmc_retries,
+            bmc_fanout,
         })
     }
 

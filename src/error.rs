@@ -121,6 +121,10 @@ pub enum Error {
         config: String,
     },
 
+    /// A BMC that did not do what was asked: `BMC 10.0.0.41 timed out after 10 s`.
+    #[error("BMC {address} {msg}")]
+    Bmc { address: String, msg: String },
+
     /// A root tree that lacks what an image needs.
     #[error("{tree}: {msg}")]
     Tree { tree: PathBuf, msg: String },

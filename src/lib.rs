@@ -16,6 +16,7 @@ pub mod names;
 pub mod ops;
 pub mod pack;
 pub mod params;
+pub mod power;
 pub mod store;
 pub mod sys;
 pub mod yaml;

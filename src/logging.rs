@@ -5,10 +5,11 @@ use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::Mutex;
 
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{filter::LevelFilter, Layer};
+use tracing_subscriber::Layer;
 
 use crate::config::Config;
 
@@ -52,13 +53,21 @@ where
         ),
         None => (None, None),
     };
+    // The TLS and HTTP libraries' own lines (a refused certificate, per request) stay in
+    // the log file: on the terminal, the operation's one-line error says it.
+    let term_filter = Targets::new()
+        .with_default(term_level)
+        .with_target("rustls", LevelFilter::OFF)
+        .with_target("rustls_platform_verifier", LevelFilter::OFF)
+        .with_target("ureq", LevelFilter::OFF)
+        .with_target("ureq_proto", LevelFilter::OFF);
     let term_layer = terminal.map(|w| {
         tracing_subscriber::fmt::layer()
             .with_writer(w)
             .with_ansi(stderr_is_tty())
             .with_target(false)
             .without_time()
-            .with_filter(term_level)
+            .with_filter(term_filter)
     });
     let _ = tracing_subscriber::registry()
         .with(file_layer)

@@ -6,7 +6,8 @@ use anyhow::Result;
 use clap::{CommandFactory, Parser};
 
 use disklessset::ops::{
-    self, Assign, BootType, Config, ConfigSource, Ctx, NetMode, Runner, Verbosity,
+    self, Assign, BmcOptions, BootType, Config, ConfigSource, Ctx, NetMode, Request, Runner,
+    Staging, Verbosity,
 };
 
 #[derive(Debug, Parser)]
@@ -39,6 +40,22 @@ struct Cli {
     /// Status: nodes folded per boot type and image (optionally only NODESET)
     #[arg(short = 's', long = "status", value_name = "NODESET", num_args = 0..=1, default_missing_value = "")]
     status: Option<String>,
+    /// Then boot the nodes now through their BMCs (`bmc:` in the inventory): next boot
+    /// PXE once, then a power cycle (power on when off)
+    #[arg(long)]
+    reboot: bool,
+    /// With --reboot: power requests in groups of N nodes (against boot storms)
+    #[arg(long, value_name = "N", requires = "reboot", value_parser = clap::value_parser!(u64).range(1..))]
+    batch: Option<u64>,
+    /// With --reboot --batch: seconds from the start of one group to the next
+    #[arg(long, value_name = "S", requires = "batch", default_value_t = 0)]
+    interval: u64,
+    /// With --reboot: BMCs contacted at once [default: bmc_fanout, 50]
+    #[arg(long, value_name = "N", requires = "reboot", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    fanout: Option<u64>,
+    /// With --reboot: seconds one BMC request may take [default: bmc_timeout_secs, 10]
+    #[arg(long, value_name = "SECS", requires = "reboot", value_parser = clap::value_parser!(u64).range(1..=600))]
+    timeout: Option<u64>,
     /// Quiet: print nothing on success
     #[arg(short = 'q', long = "quiet")]
     quiet: bool,
@@ -146,6 +163,38 @@ fn run(cli: Cli) -> Result<i32> {
             None => NetMode::Default,
         },
     };
+    if cli.reboot {
+        let req = Request::BootsetReboot {
+            assign: a,
+            staging: Staging {
+                batch: cli.batch.map(|b| b as usize),
+                interval_secs: cli.interval,
+            },
+            options: BmcOptions {
+                fanout: cli.fanout.map(|f| f as usize),
+                timeout_secs: cli.timeout,
+                retries: None,
+            },
+        };
+        let out = ops::run(&ctx, &req)?;
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&out.json)?);
+        } else if !cli.quiet || out.failure.is_some() {
+            for l in &out.lines {
+                println!("{l}");
+            }
+        }
+        if cli.dry_run {
+            for p in runner.plan() {
+                println!("{p}");
+            }
+        }
+        if let Some(f) = &out.failure {
+            eprintln!("bootset: error: {f}");
+            return Ok(1);
+        }
+        return Ok(0);
+    }
     let rep = ops::bootset_assign(&ctx, &a)?;
     if cli.dry_run {
         for p in runner.plan() {

@@ -87,7 +87,7 @@ impl NetMode {
 }
 
 /// One bootset request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Assign {
     pub nodeset: String,
     pub boot_type: BootType,

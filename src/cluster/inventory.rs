@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 use yaml_serde::{Mapping, Value};
 
+use super::bmc::{self, BmcSpec};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::yaml::{describe_error, scalar_string};
@@ -25,6 +26,9 @@ pub struct Node {
     pub groups: Vec<String>,
     /// The node's own variables (group variables are merged by `vars_of`).
     pub vars: BTreeMap<String, String>,
+    /// The node's own `bmc:` fields (group fields are merged by `bmc_of`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bmc: Option<BmcSpec>,
 }
 
 impl Node {
@@ -39,6 +43,9 @@ impl Node {
 pub struct Inventory {
     pub nodes: BTreeMap<String, Node>,
     pub group_vars: BTreeMap<String, BTreeMap<String, String>>,
+    /// Groups' `bmc:` fields.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_bmc: BTreeMap<String, BmcSpec>,
 }
 
 impl Inventory {
@@ -63,6 +70,19 @@ impl Inventory {
         for (g, vars) in other.group_vars {
             self.group_vars.entry(g).or_default().extend(vars);
         }
+        self.group_bmc.extend(other.group_bmc);
+    }
+
+    /// A node's BMC: its own fields, then its groups' (in order) for what it lacks.
+    /// None when neither says anything.
+    pub fn bmc_of(&self, node: &Node) -> Option<BmcSpec> {
+        let mut out = node.bmc.clone();
+        for g in &node.groups {
+            if let Some(gb) = self.group_bmc.get(g) {
+                out = Some(out.unwrap_or_default().or(gb));
+            }
+        }
+        out
     }
 
     /// Members of a group (for `@group` in node sets).
@@ -161,6 +181,7 @@ const NODE_KEYS: &[&str] = &[
     "interface",
     "groups",
     "vars",
+    "bmc",
 ];
 
 /// The native `nodes.yml`.
@@ -193,6 +214,10 @@ pub fn parse_native(text: &str, path: &Path) -> Result<Inventory> {
                     .as_str()
                     .ok_or_else(|| bad("group names must be strings".into()))?
                     .to_string();
+                if let Some(b) = gv.as_mapping().and_then(|m| m.get("bmc")) {
+                    let spec = bmc::parse(b, &format!("groups.{gname}")).map_err(bad)?;
+                    inv.group_bmc.insert(gname.clone(), spec);
+                }
                 let vars = match gv {
                     Value::Mapping(m) => match m.get("vars") {
                         Some(vv) => vars_map(vv, path, &format!("groups.{gname}.vars"))?,
@@ -247,6 +272,9 @@ pub fn parse_native(text: &str, path: &Path) -> Result<Inventory> {
                 }
                 if let Some(vv) = m.get("vars") {
                     n.vars = vars_map(vv, path, &format!("{key}.vars"))?;
+                }
+                if let Some(b) = m.get("bmc") {
+                    n.bmc = Some(bmc::parse(b, &key).map_err(bad)?);
                 }
             }
             _ => {
@@ -346,6 +374,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("invalid node name"), "{e}");
+    }
+
+    #[test]
+    fn bmc_per_node_and_group() {
+        let text = "c1: {groups: [compute], bmc: {address: 10.0.0.1}}\nc2: {groups: [compute]}\nc3: {}\ngroups:\n  compute: {bmc: {driver: ipmi, user: admin}}\n";
+        let inv = parse_native(text, Path::new("n.yml")).unwrap();
+        let b1 = inv.bmc_of(&inv.nodes["c1"]).unwrap();
+        assert_eq!(b1.address.as_deref(), Some("10.0.0.1"));
+        assert_eq!(b1.user.as_deref(), Some("admin"));
+        assert!(inv.bmc_of(&inv.nodes["c2"]).unwrap().address.is_none());
+        assert!(inv.bmc_of(&inv.nodes["c3"]).is_none());
+        let e = parse_native("c1: {bmc: {pasword: x}}\n", Path::new("n.yml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c1.bmc.pasword") && e.contains("address"), "{e}");
+        let e = parse_native("groups: {g: {bmc: {driver: x}}}\n", Path::new("n.yml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("groups.g.bmc.driver"), "{e}");
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Cluster data: the node inventory (`nodes.yml`, the reference's `nodes_parameters.yml`)
 //! and ClusterShell node sets. Used alike by boot (bootset, the server), the nfs module
 //! (per-node directories and exports) and the front-ends (through ops).
+pub mod bmc;
 pub mod inventory;
 pub mod nodeset;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 
+pub use bmc::{BmcDriver, BmcSpec};
 pub use inventory::{Inventory, Node};
 
 /// Expands a node set (ClusterShell syntax; `@group` from the inventory) into valid node

@@ -13,6 +13,7 @@
 mod image;
 mod kernel;
 mod params;
+mod power;
 pub mod query;
 mod recover;
 mod request;
@@ -20,6 +21,7 @@ mod request;
 pub use image::{clear, clone, copy_dir_contents, list, removal_paths, remove, show};
 pub use kernel::{initramfs, kernel_set, kernels};
 pub use params::{create_from_params, ParamsOptions, ParamsOutcome, ParamsReport};
+pub use power::{bootdev_status, power_status, RebootReport};
 pub use recover::{recover, RecoverReport};
 pub use request::{run, Outcome, Request};
 
@@ -43,6 +45,10 @@ pub use crate::modules::livenet::{
 };
 pub use crate::modules::nfs::{GoldenReport, NodeEntry, NodesReport, StagingCreate};
 pub use crate::modules::ModuleInfo;
+pub use crate::power::{
+    BmcOptions, BootDevice, BootMode, BootRequest, BootdevInfo, Folded, NodeResult, PowerAction,
+    PowerState, Report as PowerReport, Staging,
+};
 pub use crate::store::{ImageClass, ImageInfo, ImageRecord, Layout, LivenetType, State};
 pub use crate::sys::runner::Runner;
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::boot::bootset::Assign;
 use crate::cluster::{expand_nodes, nodeset};
 use crate::ctx::Ctx;
 use crate::error::Result;
@@ -13,8 +14,9 @@ use crate::fsutil::human_size;
 use crate::modules::demo::{self, DemoCreate};
 use crate::modules::livenet::{self, AnsibleOptions, LivenetCreate, SizeSpec, WorkPaths};
 use crate::modules::nfs::{self, StagingCreate};
+use crate::power::{BmcOptions, BootRequest, PowerAction, Report as PowerReport, Staging};
 
-use super::{image, kernel, params, recover, ParamsOptions};
+use super::{image, kernel, params, power, recover, ParamsOptions};
 
 /// One mutating action, with everything it needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +80,26 @@ pub enum Request {
         keep_on_failure: bool,
         args: Vec<String>,
     },
+    /// `power on|off|cycle|reset|soft NODESET`; `wait`: poll until each node reports
+    /// the new state, at most this long.
+    Power {
+        nodeset: String,
+        action: PowerAction,
+        options: BmcOptions,
+        wait: Option<std::time::Duration>,
+    },
+    /// `bootdev pxe|disk|bios NODESET [--persistent] [--uefi|--legacy]`.
+    Bootdev {
+        nodeset: String,
+        boot: BootRequest,
+        options: BmcOptions,
+    },
+    /// `bootset ... --reboot [--batch N --interval S]`: assign, then boot the nodes now.
+    BootsetReboot {
+        assign: Assign,
+        staging: Staging,
+        options: BmcOptions,
+    },
 }
 
 /// What a performed request says.
@@ -90,6 +112,9 @@ pub struct Outcome {
     /// Whether the lines are printed in a dry run (a report of work that was not done
     /// is not: the plan says it all).
     pub in_dry_run: bool,
+    /// The operation ran but part of it failed (some nodes): the one line front-ends
+    /// print as the error, after the lines; exit status 1.
+    pub failure: Option<String>,
 }
 
 impl Outcome {
@@ -99,6 +124,7 @@ impl Outcome {
             json: serde_json::json!({ "ok": true, "message": msg }),
             lines: vec![msg],
             in_dry_run: true,
+            failure: None,
         }
     }
 
@@ -109,7 +135,27 @@ impl Outcome {
                 .map_err(|e| crate::error::Error::invalid(format!("report: {e}")))?,
             lines,
             in_dry_run: false,
+            failure: None,
         })
+    }
+
+    /// A node-by-node report: its folded lines (also in a dry run: they say `planned`),
+    /// a failure naming the nodes that failed.
+    fn nodes(rep: &PowerReport, json: serde_json::Value, mut lines: Vec<String>) -> Outcome {
+        lines.extend(rep.lines());
+        Outcome {
+            json,
+            lines,
+            in_dry_run: true,
+            failure: (!rep.ok).then(|| {
+                format!(
+                    "{} of {} nodes failed: {} (see their lines above)",
+                    rep.failed_count(),
+                    rep.nodes.len(),
+                    rep.failed
+                )
+            }),
+        }
     }
 
     /// The lines as one sentence (the TUI's message line).
@@ -147,6 +193,17 @@ impl Request {
             Request::NfsExports => "Regenerate the NFS exports".into(),
             Request::Params { path, .. } => format!("Create images from {}", path.display()),
             Request::Ansible { name, .. } => format!("Run a playbook in image {name}"),
+            Request::Power {
+                nodeset, action, ..
+            } => format!("Power {} nodes {nodeset}", action.as_str()),
+            Request::Bootdev { nodeset, boot, .. } => {
+                format!("Next boot of nodes {nodeset}: {}", boot.describe())
+            }
+            Request::BootsetReboot { assign, .. } => format!(
+                "Assign {} to nodes {} and reboot them",
+                assign.boot_type.as_str(),
+                assign.nodeset
+            ),
         }
     }
 
@@ -192,6 +249,16 @@ impl Request {
                 let nodes = expand_nodes(&ctx.cfg, nodeset)?;
                 Some(format!(
                     "remove nodes {} of image {golden} and the state they keep",
+                    nodeset::fold(&nodes)
+                ))
+            }
+            Request::Power {
+                nodeset, action, ..
+            } if *action != PowerAction::On => {
+                let nodes = expand_nodes(&ctx.cfg, nodeset)?;
+                Some(format!(
+                    "power {} nodes {} (what runs on them stops)",
+                    action.as_str(),
                     nodeset::fold(&nodes)
                 ))
             }
@@ -468,5 +535,50 @@ pub fn run(ctx: &Ctx, req: &Request) -> Result<Outcome> {
             };
             Outcome::report(&rep, vec![line])
         }
+        Request::Power {
+            nodeset,
+            action,
+            options,
+            wait,
+        } => {
+            let rep = power::power(ctx, nodeset, *action, options, *wait)?;
+            Ok(Outcome::nodes(&rep, to_json(&rep)?, Vec::new()))
+        }
+        Request::Bootdev {
+            nodeset,
+            boot,
+            options,
+        } => {
+            let rep = power::bootdev(ctx, nodeset, boot, options)?;
+            Ok(Outcome::nodes(&rep, to_json(&rep)?, Vec::new()))
+        }
+        Request::BootsetReboot {
+            assign,
+            staging,
+            options,
+        } => {
+            let rep = power::bootset_reboot(ctx, assign, staging, options)?;
+            let line = format!(
+                "{}: {}{} ({} written, {} unchanged); rebooting{}:",
+                rep.assign.folded,
+                assign.boot_type.as_str(),
+                assign
+                    .image
+                    .as_deref()
+                    .map(|i| format!(" {i}"))
+                    .unwrap_or_default(),
+                rep.assign.written,
+                rep.assign.unchanged,
+                match staging.batch {
+                    Some(b) => format!(" {b} at a time, {} s apart", staging.interval_secs),
+                    None => String::new(),
+                }
+            );
+            Ok(Outcome::nodes(&rep.reboot, to_json(&rep)?, vec![line]))
+        }
     }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(v).map_err(|e| crate::error::Error::invalid(format!("report: {e}")))
 }

@@ -21,6 +21,9 @@ pub struct Cmd {
     program: OsString,
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
+    /// Environment variables whose values are secrets (a BMC password for `ipmitool -E`):
+    /// passed to the child, shown as `***` in the log, the plan and errors.
+    secret_envs: Vec<(OsString, Masked)>,
     cwd: Option<PathBuf>,
     stdin: Option<Vec<u8>>,
     /// Runs even under --dry-run (inspection only).
@@ -37,6 +40,7 @@ impl Cmd {
             program: program.as_ref().to_os_string(),
             args: Vec::new(),
             envs: Vec::new(),
+            secret_envs: Vec::new(),
             cwd: None,
             stdin: None,
             read_only: false,
@@ -60,6 +64,15 @@ impl Cmd {
     pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
         self.envs
             .push((k.as_ref().to_os_string(), v.as_ref().to_os_string()));
+        self
+    }
+    /// An environment variable holding a secret: the child gets it, every display of
+    /// the command (log, `--dry-run` plan, error message) shows `NAME=***`. Secrets go
+    /// through the environment (readable by the owner and root only, `/proc/PID/environ`)
+    /// or stdin, never argv (world-readable in `/proc/PID/cmdline`).
+    pub fn secret_env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
+        self.secret_envs
+            .push((k.as_ref().to_os_string(), Masked(v.as_ref().to_os_string())));
         self
     }
     pub fn cwd(mut self, dir: impl AsRef<Path>) -> Self {
@@ -95,10 +108,25 @@ impl Cmd {
             .envs
             .iter()
             .map(|(k, v)| format!("{}={}", k.to_string_lossy(), quote(&v.to_string_lossy())))
+            .chain(
+                self.secret_envs
+                    .iter()
+                    .map(|(k, _)| format!("{}=***", k.to_string_lossy())),
+            )
             .collect();
         parts.push(quote(&self.program.to_string_lossy()));
         parts.extend(self.args.iter().map(|a| quote(&a.to_string_lossy())));
         parts.join(" ")
+    }
+}
+
+/// A secret value: `Debug` prints `***`, so no `{:?}` of a command leaks it.
+#[derive(Clone)]
+struct Masked(OsString);
+
+impl std::fmt::Debug for Masked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
     }
 }
 
@@ -229,6 +257,9 @@ impl Runner {
         c.args(&cmd.args);
         for (k, v) in &cmd.envs {
             c.env(k, v);
+        }
+        for (k, v) in &cmd.secret_envs {
+            c.env(k, &v.0);
         }
         if let Some(d) = &cmd.cwd {
             c.current_dir(d);
@@ -439,6 +470,32 @@ mod tests {
         let r = Runner::new(false);
         let out = r.run(&Cmd::new("cat").stdin_bytes("x\ny\n")).unwrap();
         assert_eq!(out.stdout_str(), "x\ny\n");
+    }
+
+    #[test]
+    fn secret_envs_reach_the_child_and_never_the_display() {
+        let r = Runner::new(false);
+        let cmd = Cmd::new("sh")
+            .arg("-c")
+            .arg("printf %s \"$DLS_SECRET\"")
+            .secret_env("DLS_SECRET", "hunter2");
+        assert_eq!(r.run(&cmd).unwrap().stdout_str(), "hunter2");
+        assert!(!cmd.display().contains("hunter2"), "{}", cmd.display());
+        assert!(
+            cmd.display().starts_with("DLS_SECRET=*** sh"),
+            "{}",
+            cmd.display()
+        );
+        assert!(!format!("{cmd:?}").contains("hunter2"));
+        let dry = Runner::new(true);
+        dry.run(&cmd).unwrap();
+        assert!(dry.plan().iter().all(|p| !p.contains("hunter2")));
+        let fail = Cmd::new("false").secret_env("DLS_SECRET", "hunter2");
+        let e = r.run(&fail).unwrap_err().to_string();
+        assert!(
+            !e.contains("hunter2") && e.contains("DLS_SECRET=***"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -119,6 +119,12 @@ pub enum Command {
     /// The man page of disklessset (roff) on stdout: `disklessset man | man -l -`
     /// (bootset: `bootset --man`)
     Man,
+    /// Power control through the nodes' BMCs (`bmc:` in the inventory: ipmi, redfish or
+    /// libvirt; passwords in the secrets file). Results are folded per outcome; exit 1
+    /// if any node failed
+    Power(PowerArgs),
+    /// The next boot device through the nodes' BMCs (`status` reads it back)
+    Bootdev(BootdevArgs),
     /// Generate an image's initramfs from its own kernel modules
     Initramfs {
         name: String,
@@ -194,6 +200,67 @@ pub struct LivenetCreateArgs {
     /// Initramfs flavour: own (minimal, fast) or dracut
     #[arg(long, default_value = "own")]
     pub initramfs: String,
+}
+
+/// How many BMCs at once and how long each may take (defaults: the config's `bmc_*`).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct BmcArgs {
+    /// BMCs contacted at once [default: bmc_fanout, 50]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub fanout: Option<u64>,
+    /// Seconds one BMC request may take [default: bmc_timeout_secs, 10]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub timeout: Option<u64>,
+    /// Retries of a request that got no answer [default: bmc_retries, 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub retries: Option<u32>,
+}
+
+impl BmcArgs {
+    pub fn options(&self) -> ops::BmcOptions {
+        ops::BmcOptions {
+            fanout: self.fanout.map(|n| n as usize),
+            timeout_secs: self.timeout,
+            retries: self.retries,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PowerArgs {
+    /// on, off, cycle, reset (hard), soft (orderly shutdown) or status
+    #[arg(value_parser = ["on", "off", "cycle", "reset", "soft", "status"])]
+    pub action: String,
+    /// Nodes, in ClusterShell syntax: c[001-100],login1 @group
+    pub nodeset: String,
+    #[command(flatten)]
+    pub bmc: BmcArgs,
+    /// Wait until each node reports the new state (on, or off for off/soft)
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits per node, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 120, requires = "wait")]
+    pub wait_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BootdevArgs {
+    /// pxe, disk, bios (firmware setup), or status (read the override back)
+    #[arg(value_parser = ["pxe", "disk", "bios", "status"])]
+    pub device: String,
+    /// Nodes, in ClusterShell syntax
+    pub nodeset: String,
+    /// Every boot from now on (default: the next boot only)
+    #[arg(long)]
+    pub persistent: bool,
+    /// Boot in UEFI mode
+    #[arg(long, conflicts_with = "legacy")]
+    pub uefi: bool,
+    /// Boot in legacy BIOS mode (default: the mode the BMC has; IPMI: legacy)
+    #[arg(long)]
+    pub legacy: bool,
+    #[command(flatten)]
+    pub bmc: BmcArgs,
 }
 
 #[derive(Debug, Args)]
@@ -416,7 +483,30 @@ impl Command {
                 keep_on_failure: *keep_on_failure,
                 args: args.clone(),
             },
-            Command::List
+            Command::Power(a) if a.action != "status" => Request::Power {
+                nodeset: s(&a.nodeset),
+                action: ops::PowerAction::parse(&a.action)?,
+                options: a.bmc.options(),
+                wait: a.wait.then(|| Duration::from_secs(a.wait_timeout)),
+            },
+            Command::Bootdev(a) if a.device != "status" => Request::Bootdev {
+                nodeset: s(&a.nodeset),
+                boot: ops::BootRequest {
+                    device: ops::BootDevice::parse(&a.device)?,
+                    persistent: a.persistent,
+                    mode: if a.uefi {
+                        Some(ops::BootMode::Uefi)
+                    } else if a.legacy {
+                        Some(ops::BootMode::Legacy)
+                    } else {
+                        None
+                    },
+                },
+                options: a.bmc.options(),
+            },
+            Command::Power(_)
+            | Command::Bootdev(_)
+            | Command::List
             | Command::Show { .. }
             | Command::Modules
             | Command::Kernels

@@ -176,6 +176,10 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
         }
         let out = ops::run(&c, &req)?;
         output::outcome(&out, g.json, g.dry_run)?;
+        if let Some(f) = &out.failure {
+            eprintln!("disklessset: error: {f}");
+            return Ok(1);
+        }
         return Ok(0);
     }
     match command {
@@ -187,6 +191,14 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
             &ops::nfs_nodes_list(ctx, &golden, nodeset.as_deref())?,
             g.json,
         )?,
+        Command::Power(a) => {
+            let rep = ops::power_status(ctx, &a.nodeset, &a.bmc.options())?;
+            return output::power_report(&rep, g.json);
+        }
+        Command::Bootdev(a) => {
+            let rep = ops::bootdev_status(ctx, &a.nodeset, &a.bmc.options())?;
+            return output::power_report(&rep, g.json);
+        }
         Command::Exec { name, cmd } => return Ok(ops::exec(ctx, &name, &cmd)?.code),
         Command::Shell { name } => {
             let out = ops::shell(ctx, &name)?;

@@ -2,7 +2,9 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use disklessset::ops::{human_size, ImageInfo, KernelInfo, ModuleInfo, NodeEntry, Outcome};
+use disklessset::ops::{
+    human_size, ImageInfo, KernelInfo, ModuleInfo, NodeEntry, Outcome, PowerReport,
+};
 
 pub fn json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
@@ -130,6 +132,29 @@ pub fn outcome(o: &Outcome, as_json: bool, dry_run: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A node-by-node BMC report (`power status`, `bootdev status`): folded lines, or the
+/// report as JSON; exit 1 with a one-line error naming the failed nodes.
+pub fn power_report(r: &PowerReport, as_json: bool) -> Result<i32> {
+    if as_json {
+        json(r)?;
+    } else {
+        for l in r.lines() {
+            println!("{l}");
+        }
+    }
+    if r.ok {
+        Ok(0)
+    } else {
+        eprintln!(
+            "disklessset: error: {} of {} nodes failed: {} (see their lines above)",
+            r.failed_count(),
+            r.nodes.len(),
+            r.failed
+        );
+        Ok(1)
+    }
 }
 
 pub fn nfs_nodes(list: &[NodeEntry], as_json: bool) -> Result<()> {

@@ -22,6 +22,7 @@ use super::kernels;
 use super::menu::{Entry, MenuState, NOT_AVAILABLE};
 use super::modules::{self, ModuleEntry, Picked, Picker};
 use super::popup::{Answer, Confirm};
+use super::power::{self, PowerView, Reply as PowerReply};
 
 use super::{Event, TuiOptions};
 
@@ -38,6 +39,7 @@ pub enum Screen {
     Form(FormState),
     Kernels(Result<Vec<KernelInfo>, String>),
     Bootset(Result<Vec<StatusLine>, String>),
+    Power(PowerView),
     Job(Job),
 }
 
@@ -103,6 +105,14 @@ impl App {
             Screen::Job(j) if j.id == id => Some(j),
             _ => None,
         })
+    }
+
+    /// A power status read is under way (tests wait on it).
+    #[cfg(test)]
+    pub fn power_loading(&self) -> bool {
+        self.stack
+            .iter()
+            .any(|s| matches!(s, Screen::Power(v) if v.loading))
     }
 
     pub fn job_running(&self) -> bool {
@@ -196,6 +206,13 @@ impl App {
                     self.exit = Some(70);
                 } else if let Some((sig, _)) = self.terminating {
                     self.exit = Some(128 + sig);
+                }
+            }
+            Event::PowerStatus { set, result } => {
+                for s in self.stack.iter_mut() {
+                    if let Screen::Power(v) = s {
+                        v.apply(&set, &result);
+                    }
                 }
             }
             Event::Signal(sig) => {
@@ -354,6 +371,11 @@ impl App {
                     self.pop();
                 }
             }
+            Screen::Power(v) => {
+                let reply = v.on_key(k);
+                let set = v.set.clone();
+                self.on_power(reply, set);
+            }
             Screen::Form(fs) => match fs.on_key(k) {
                 FormOutcome::Back => self.pop(),
                 FormOutcome::Submit(a) => self.perform(a),
@@ -407,6 +429,30 @@ impl App {
                 let s = ops::bootset_status(&self.ctx(), None).map_err(|e| e.to_string());
                 self.push(Screen::Bootset(s));
             }
+            Entry::Power => {
+                let v = PowerView::new(&self.cfg);
+                self.push(Screen::Power(v));
+            }
+        }
+    }
+
+    /// A key of the power view: a status read, a confirm popup, back.
+    fn on_power(&mut self, reply: PowerReply, set: String) {
+        match reply {
+            PowerReply::None => {}
+            PowerReply::Back => self.pop(),
+            PowerReply::Error(e) => self.error(e),
+            PowerReply::Status => power::spawn_status(&self.cfg, self.opts.dry_run, set, &self.tx),
+            PowerReply::Reboot => {
+                let images = self.status.images.iter().map(|i| i.name.clone()).collect();
+                let inv = ops::query::inventory(&self.cfg).ok();
+                let spec = forms::bootset_reboot(&set, images, inv);
+                self.push(Screen::Form(FormState::new(spec)));
+            }
+            PowerReply::Ask(choice) => match power::confirm(&self.cfg, choice, &set) {
+                Ok(c) => self.popup = Some(c),
+                Err(e) => self.error(e),
+            },
         }
     }
 
@@ -603,6 +649,7 @@ impl App {
             ),
             Screen::Kernels(_) => ("Kernels".into(), "Esc back"),
             Screen::Bootset(_) => ("Boot status of nodes".into(), "Esc back"),
+            Screen::Power(v) => ("Power and boot device of nodes".into(), v.help()),
             Screen::Job(j) => (j.title.clone(), j.help()),
         }
     }
@@ -638,6 +685,7 @@ impl App {
             Some(Screen::Bootset(s)) => {
                 bootset::render(f, body, s, &self.cfg.nodes_file.display().to_string())
             }
+            Some(Screen::Power(v)) => v.render(f, body),
             Some(Screen::Job(j)) => j.render(f, body),
             None => {}
         }

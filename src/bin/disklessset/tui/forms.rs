@@ -486,3 +486,99 @@ pub fn nfs_nodes_remove(golden: Vec<String>, inv: Option<Inventory>) -> FormSpec
         },
     )
 }
+
+fn count_or_empty(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.parse::<u64>().is_ok_and(|n| n > 0) {
+        Ok(())
+    } else {
+        Err("a whole number of nodes, at least 1 (empty: all at once)".into())
+    }
+}
+
+fn seconds(s: &str) -> Result<(), String> {
+    s.parse::<u64>()
+        .map(|_| ())
+        .map_err(|_| "whole seconds (0: no pause)".into())
+}
+
+/// `bootset -n NODESET -b TYPE [-i IMAGE] --reboot [--batch N --interval S]`: assign,
+/// then next boot PXE once and a power cycle (power on when off) through the BMCs.
+pub fn bootset_reboot(set: &str, images: Vec<String>, inv: Option<Inventory>) -> FormSpec {
+    let mut image_choices = vec!["-".to_string()];
+    image_choices.extend(images);
+    FormSpec {
+        title: "Assign and reboot nodes".into(),
+        recap: |v| {
+            let image = match v.get("image") {
+                "-" => String::new(),
+                i => format!(" {i}"),
+            };
+            let staged = match v.get("batch") {
+                "" => String::new(),
+                b => format!(", {b} at a time, {} s apart", v.get("interval")),
+            };
+            format!(
+                "Assign {}{image} to nodes {}, then boot them now: next boot PXE once and a power cycle (power on when off){staged}",
+                v.get("boot"),
+                v.get("nodes")
+            )
+        },
+        fields: vec![
+            FieldSpec {
+                key: "nodes",
+                label: "Nodes",
+                kind: FieldKind::NodeSet(inv),
+                default: set.to_string(),
+                help: "A node set: c[001-100],login1,@group (groups from the inventory).",
+            },
+            choice(
+                "boot",
+                "Boot type",
+                &[
+                    "diskless",
+                    "disk",
+                    "next",
+                    "osdeploy",
+                    "clone",
+                    "clonedeploy",
+                ],
+                "←→ to choose (bootset -b).",
+            ),
+            FieldSpec {
+                key: "image",
+                label: "Image",
+                kind: FieldKind::Choice(image_choices),
+                default: "-".into(),
+                help: "←→ to choose; diskless needs one (bootset -i).",
+            },
+            FieldSpec::text("batch", "Nodes at a time", count_or_empty)
+                .help("Power requests in groups of this many nodes; empty: all at once."),
+            FieldSpec::text("interval", "Seconds apart", seconds)
+                .default("0")
+                .help("From one group's power requests to the next group's."),
+        ],
+        submit: |v| {
+            let boot_type = match ops::BootType::parse(v.get("boot")) {
+                Ok(b) => b,
+                Err(e) => return Action::Invalid(e.to_string()),
+            };
+            Action::Run(Request::BootsetReboot {
+                assign: ops::Assign {
+                    nodeset: v.get("nodes").to_string(),
+                    boot_type,
+                    image: match v.get("image") {
+                        "-" => None,
+                        i => Some(i.to_string()),
+                    },
+                    extra: None,
+                    net: ops::NetMode::Default,
+                },
+                staging: ops::Staging {
+                    batch: v.get("batch").parse().ok(),
+                    interval_secs: v.get("interval").parse().unwrap_or(0),
+                },
+                options: ops::BmcOptions::default(),
+            })
+        },
+    }
+}

@@ -83,7 +83,11 @@ impl Job {
                 logsink::attach(done_tx.clone(), id);
                 let r = std::panic::catch_unwind(AssertUnwindSafe(|| ops::run(&ctx, &request)));
                 let (result, panicked) = match r {
-                    Ok(Ok(out)) => (Ok(out.sentence()), false),
+                    Ok(Ok(out)) => match &out.failure {
+                        // Some nodes failed: their lines are in the sentence.
+                        Some(f) => (Err(format!("{}; {f}", out.sentence())), false),
+                        None => (Ok(out.sentence()), false),
+                    },
                     Ok(Err(e)) => (Err(ops::error_line(&e)), false),
                     Err(_) => (Err("internal error (see the log file)".to_string()), true),
                 };

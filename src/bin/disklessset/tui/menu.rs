@@ -1,4 +1,5 @@
-//! The main menu: the reference's ten numbered actions (plus the bootset status view).
+//! The main menu: the reference's ten numbered actions (plus the bootset status view and
+//! the power view).
 //! Digits or arrows select, Enter opens. Entries whose core operation is not in this
 //! build are shown, dimmed and marked, and say so when opened: never a fake screen.
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
@@ -19,6 +20,7 @@ pub enum Entry {
     Kernels,
     Initramfs,
     Bootset,
+    Power,
     Clear,
     Exit,
 }
@@ -100,6 +102,13 @@ pub const ITEMS: &[Item] = &[
         heading: None,
     },
     Item {
+        key: "p",
+        label: "Power and boot device of nodes (BMC)",
+        entry: Entry::Power,
+        missing: None,
+        heading: None,
+    },
+    Item {
         key: "9",
         label: "Clear a corrupted image (last resort)",
         entry: Entry::Clear,
@@ -148,9 +157,10 @@ impl MenuState {
                     self.typed.clear();
                 }
             }
-            KeyCode::Char('b') => {
+            KeyCode::Char(c @ ('b' | 'p')) => {
                 self.typed.clear();
-                if let Some(pos) = ITEMS.iter().position(|i| i.key == "b") {
+                let key = c.to_string();
+                if let Some(pos) = ITEMS.iter().position(|i| i.key == key) {
                     self.selected = pos;
                 }
             }

@@ -6,7 +6,7 @@
 //!
 //! Files: `app` (state machine and key handling), `action` (what forms and popups ask
 //! for), `perform` (an action into ops calls: the one place work starts), `menu`,
-//! `images`, `modules`, `kernels`, `bootset`, `form` (declarative forms and their recap)
+//! `images`, `modules`, `kernels`, `bootset`, `power` (BMC power and boot device), `form` (declarative forms and their recap)
 //! with `forms` (the concrete forms), `popup` (confirmations), `job` (worker threads,
 //! progress, live log), `logsink` (tracing to the log pane), `chrome` (title, help and
 //! status bars).
@@ -24,6 +24,7 @@ mod menu;
 mod modules;
 mod perform;
 mod popup;
+mod power;
 
 #[cfg(test)]
 mod keys;
@@ -86,6 +87,11 @@ pub enum Event {
     },
     /// SIGTERM, SIGHUP, SIGINT, SIGQUIT: cancel any job, restore the terminal, exit.
     Signal(i32),
+    /// The power status of a node set, read by a worker thread (`power::spawn_status`).
+    PowerStatus {
+        set: String,
+        result: std::result::Result<disklessset::ops::PowerReport, String>,
+    },
 }
 
 const TICK: Duration = Duration::from_millis(250);

@@ -675,3 +675,68 @@ fn nfs_nodes_remove_asks_naming_the_node_dirs() {
     h.keys("n");
     assert!(h.app.job().is_none(), "no job was started");
 }
+
+#[test]
+fn power_view_reads_the_status_and_confirms_naming_the_nodes() {
+    let mut h = Harness::new();
+    // Port 1 of the loopback refuses at once: a dead BMC without waiting.
+    std::fs::write(
+        &h.cfg.nodes_file,
+        "c001: {groups: [rf]}\n\
+         c002: {groups: [rf]}\n\
+         c003: {}\n\
+         groups:\n  rf: {bmc: {driver: redfish, address: 'http://127.0.0.1:1'}}\n",
+    )
+    .expect("nodes.yml");
+    h.keys("p<Enter>");
+    h.snap("power_view");
+    assert!(h.screen().contains("Nodes: c[001-002]"), "{}", h.screen());
+    h.keys("f");
+    h.snap("power_off_confirm");
+    assert!(
+        h.screen().contains("Power off nodes c[001-002]?"),
+        "{}",
+        h.screen()
+    );
+    assert!(
+        h.screen().contains("c002  (redfish http://127.0.0.1:1)"),
+        "{}",
+        h.screen()
+    );
+    h.keys("n");
+    h.keys("s");
+    h.run_until(|a| !a.power_loading());
+    h.keys("");
+    h.snap("power_status_dead_bmc");
+    h.draw(120, 40);
+    assert!(
+        h.screen()
+            .contains("unknown: BMC http://127.0.0.1:1 refused"),
+        "{}",
+        h.screen()
+    );
+    // A confirmed action runs the CLI's request as a job; the dead BMC is its error.
+    h.keys("x");
+    assert!(
+        h.screen().contains("Next boot of nodes c[001-002]: pxe?"),
+        "{}",
+        h.screen()
+    );
+    h.keys("y");
+    assert!(h.screen().contains("2 of 2 nodes failed"), "{}", h.screen());
+    // A node set with a node outside the inventory's BMCs is refused as typed.
+    h.keys("<Enter>e<BS><BS><BS><BS><BS><BS><BS><BS><BS><BS>c003<Enter>x");
+    assert!(
+        h.screen().contains("│  c003  (no BMC in the inventory)"),
+        "{}",
+        h.screen()
+    );
+    // Assign and reboot (bootset --reboot): a form for the view's node set.
+    h.keys("na");
+    h.snap("power_reboot_form");
+    assert!(
+        h.screen().contains("Assign and reboot nodes"),
+        "{}",
+        h.screen()
+    );
+}
