@@ -12,5 +12,6 @@ cargo clippy --all-targets --quiet -- -D warnings
 scripts/check-layers.py
 scripts/check-msrv.sh
 scripts/check-cli-docs.sh
-# Tests boot VMs and build images: run test binaries one at a time, 2 threads inside each.
-cargo test --lib --bins --tests -- --test-threads=2
+cargo test --lib --bins -- --test-threads=2
+# The integration tests build images and boot VMs: two lanes of test files in parallel.
+scripts/run-tests.sh
