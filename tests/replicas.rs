@@ -30,9 +30,16 @@ struct Nginx {
     pub port: u16,
 }
 
+fn nginx_on(dir: &Path, root: &Path, port: u16) -> Nginx {
+    Nginx::start_on(dir, root, port)
+}
+
 impl Nginx {
     fn start(dir: &Path, root: &Path) -> Nginx {
-        let port = free_port();
+        Nginx::start_on(dir, root, free_port())
+    }
+
+    fn start_on(dir: &Path, root: &Path, port: u16) -> Nginx {
         std::fs::create_dir_all(dir.join("logs")).unwrap();
         let conf = dir.join("nginx.conf");
         std::fs::write(
@@ -70,9 +77,27 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM: the master stops its workers (SIGKILL would leave them serving)
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let _ = self.child.wait();
+        let t = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            && t.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
+}
+
+/// The last lines of a console log, for assertion messages.
+fn tail(log: &str) -> String {
+    log.lines()
+        .filter(|l| l.contains("disklessset") || l.contains("http://"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// GET over HTTP/1.0: (status, body).
@@ -366,4 +391,107 @@ fn on_publish_hook_exports_for_and_bad_config() {
     }
     let o = with_config(&s, &cfg, &["replicate", "nope"]);
     common::assert_one_line_error(&String::from_utf8_lossy(&o.stderr), "no replica named nope");
+}
+
+/// A node whose group names replicas ra then rb boots from ra; with ra's nginx stopped
+/// it boots from rb, and its console shows the fail-over. The entry and node scripts
+/// come from the store's own `disklessset serve` (the DHCP bootfile); the image script,
+/// kernel, initramfs and squashfs from the replica that answered.
+#[test]
+fn vm_boots_from_the_next_replica_when_one_is_down() {
+    use common::vm::{boot_until_marker, VmBoot};
+    let s = Store::new();
+    s.ok(&["livenet", "create", "rimg", "--type", "core"]);
+    std::fs::write(
+        s.root().join("nodes.yml"),
+        "groups:\n  rack1: {vars: {boot_servers: 'ra, rb'}}\nr1: {mac: '52:54:00:cc:00:01', groups: [rack1]}\n",
+    )
+    .unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let rep_a = s.root().join("replica-a");
+    let rep_b = s.root().join("replica-b");
+    let cfg = s.root().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "replicas:\n  - {{name: ra, url: 'http://10.0.2.2:{pa}', target: {}}}\n  - {{name: rb, url: 'http://10.0.2.2:{pb}', target: {}}}\nreplicate_on_publish: true\n",
+            rep_a.display(),
+            rep_b.display()
+        ),
+    )
+    .unwrap();
+    // bootset writes r1's script with both servers and (on publish) pushes the tree
+    let o = Command::new(env!("CARGO_BIN_EXE_bootset"))
+        .arg("--root")
+        .arg(s.root())
+        .env("DISKLESSSET_CONFIG", &cfg)
+        .args(["-n", "r1", "-b", "diskless", "-i", "rimg"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("replica ra: serves release 1"), "{out}");
+    assert!(out.contains("replica rb: serves release 1"), "{out}");
+
+    let na = nginx_on(&s.root().join("nginx-a"), &rep_a.join("current"), pa);
+    let _nb = nginx_on(&s.root().join("nginx-b"), &rep_b.join("current"), pb);
+    let port = free_port();
+    let mut serve = s
+        .cmd(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DISKLESSSET_CONFIG", &cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(10), "serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("http://10.0.2.2:{port}/boot.ipxe");
+    let marker = "disklessset: image rimg booted";
+    let mut vm = VmBoot::new(&url, s.root().join("r1-a.log"), marker);
+    vm.mac = "52:54:00:cc:00:01".into();
+    vm.timeout = Duration::from_secs(600);
+    let run = boot_until_marker(&vm).unwrap_or_else(|e| panic!("r1 did not boot from ra: {e}"));
+    assert!(
+        run.log
+            .contains(&format!("booting image rimg from http://10.0.2.2:{pa}")),
+        "not booted from ra: {}",
+        tail(&run.log)
+    );
+    eprintln!("r1 from ra: power-on to marker {:.1}s", run.elapsed_secs);
+    let served_a = std::fs::read_to_string(s.root().join("nginx-a/logs/access.log")).unwrap();
+    assert!(served_a.contains("squashfs.img"), "{served_a}");
+
+    drop(na); // ra goes down
+    let mut vm = VmBoot::new(&url, s.root().join("r1-b.log"), marker);
+    vm.mac = "52:54:00:cc:00:01".into();
+    vm.timeout = Duration::from_secs(600);
+    let run = boot_until_marker(&vm).unwrap_or_else(|e| panic!("r1 did not fail over to rb: {e}"));
+    assert!(
+        run.log
+            .contains("disklessset: r1: ra did not answer, trying rb"),
+        "no fail-over on the console: {}",
+        tail(&run.log)
+    );
+    assert!(
+        run.log
+            .contains(&format!("booting image rimg from http://10.0.2.2:{pb}")),
+        "not booted from rb: {}",
+        tail(&run.log)
+    );
+    eprintln!(
+        "r1 from rb after ra failed: power-on to marker {:.1}s",
+        run.elapsed_secs
+    );
+    let served_b = std::fs::read_to_string(s.root().join("nginx-b/logs/access.log")).unwrap();
+    assert!(served_b.contains("squashfs.img"), "{served_b}");
+    let _ = serve.kill();
+    let _ = serve.wait();
 }

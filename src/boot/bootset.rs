@@ -227,7 +227,8 @@ pub fn render_node(cfg: &Config, inv: &Inventory, node: &Node, a: &Assign) -> Re
     let servers = boot_servers(cfg, node, vars.get("boot_servers"))?;
     if servers.len() > 1 {
         // the image's initramfs tries each base in turn for the squashfs
-        kernel_args.push(format!("dl.bases={}", servers.join(",")));
+        let urls: Vec<&str> = servers.iter().map(|(_, u)| u.as_str()).collect();
+        kernel_args.push(format!("dl.bases={}", urls.join(",")));
         v.insert("kernel_args", kernel_args.join(" "));
     }
     v.insert("diskless_chain", diskless_chain(cfg, &node.name, &servers));
@@ -250,7 +251,7 @@ pub fn render_node(cfg: &Config, inv: &Inventory, node: &Node, a: &Assign) -> Re
 
 /// The base URLs of the node's `boot_servers` var (replica names, `store` for this
 /// store's own base), in order; empty when the var is not set.
-fn boot_servers(cfg: &Config, node: &Node, var: Option<&String>) -> Result<Vec<String>> {
+fn boot_servers(cfg: &Config, node: &Node, var: Option<&String>) -> Result<Vec<(String, String)>> {
     let Some(list) = var else {
         return Ok(Vec::new());
     };
@@ -259,12 +260,12 @@ fn boot_servers(cfg: &Config, node: &Node, var: Option<&String>) -> Result<Vec<S
         .filter(|s| !s.is_empty())
         .map(|name| {
             if name == "store" {
-                return Ok(static_base(cfg));
+                return Ok((name.to_string(), static_base(cfg)));
             }
             cfg.replicas
                 .iter()
                 .find(|r| r.name == name)
-                .map(|r| r.url.clone())
+                .map(|r| (r.name.clone(), r.url.clone()))
                 .ok_or_else(|| {
                     Error::invalid(format!(
                         "node {}: boot_servers names {name}, which is not a replica of the config (replicas: {}; `store` is this store)",
@@ -282,7 +283,7 @@ fn boot_servers(cfg: &Config, node: &Node, var: Option<&String>) -> Result<Vec<S
 
 /// The `:diskless` section's chain: to `${dls-base}`, or through each boot server in
 /// turn (the next one when one does not answer), saying so on the console.
-fn diskless_chain(cfg: &Config, node: &str, servers: &[String]) -> String {
+fn diskless_chain(cfg: &Config, node: &str, servers: &[(String, String)]) -> String {
     let path = format!(
         "{}/${{node-image}}/boot.ipxe",
         rel_to_web(cfg, &cfg.images_dir)
@@ -291,12 +292,13 @@ fn diskless_chain(cfg: &Config, node: &str, servers: &[String]) -> String {
         return format!("chain --autofree ${{dls-base}}/{path} || goto failed");
     }
     let mut out = Vec::new();
-    for (i, url) in servers.iter().enumerate() {
+    for (i, (name, url)) in servers.iter().enumerate() {
         if i > 0 {
+            // names first: iPXE's console cuts lines at 80 columns
             out.push(format!(":diskless-{}", i + 1));
             out.push(format!(
-                "echo disklessset: {node}: {} did not answer, trying {url}",
-                servers[i - 1]
+                "echo disklessset: {node}: {} did not answer, trying {name} ({url})",
+                servers[i - 1].0
             ));
         }
         out.push(format!("set dls-base {url}"));
@@ -305,7 +307,9 @@ fn diskless_chain(cfg: &Config, node: &str, servers: &[String]) -> String {
         } else {
             "failed".to_string()
         };
-        out.push(format!("chain --autofree ${{dls-base}}/{path} || goto {next}"));
+        out.push(format!(
+            "chain --autofree ${{dls-base}}/{path} || goto {next}"
+        ));
     }
     out.join("\n")
 }
@@ -657,18 +661,29 @@ mod tests {
         let ib = s.find("set dls-base http://10.0.2.1:8080\n").expect(&s);
         assert!(ia < ib, "{s}");
         assert!(s.contains("|| goto diskless-2\n:diskless-2\n"), "{s}");
-        assert!(s.contains("http://10.0.1.1 did not answer, trying http://10.0.2.1:8080"), "{s}");
-        assert!(s.contains("dl.bases=http://10.0.1.1,http://10.0.2.1:8080"), "{s}");
+        assert!(
+            s.contains("c1: ra did not answer, trying rb (http://10.0.2.1:8080)"),
+            "{s}"
+        );
+        assert!(
+            s.contains("dl.bases=http://10.0.1.1,http://10.0.2.1:8080"),
+            "{s}"
+        );
         // every goto of the script names a label of it
         for l in s.lines() {
             if let Some(t) = l.split("goto ").nth(1) {
                 let t = t.split_whitespace().next().unwrap();
                 if !t.starts_with("${") {
-                    assert!(s.contains(&format!("\n:{t}\n")), "goto {t} has no label: {s}");
+                    assert!(
+                        s.contains(&format!("\n:{t}\n")),
+                        "goto {t} has no label: {s}"
+                    );
                 }
             }
         }
-        let e = render_node(&cfg, &inv, &inv.nodes["c2"], &a).unwrap_err().to_string();
+        let e = render_node(&cfg, &inv, &inv.nodes["c2"], &a)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("node c2: boot_servers names nope"), "{e}");
     }
 }

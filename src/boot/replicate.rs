@@ -368,8 +368,7 @@ fn parse_stats(out: &str) -> (u64, u64) {
         out.lines()
             .find_map(|l| l.trim().strip_prefix(key))
             .map(|rest| {
-                rest.trim()
-                    .split_whitespace()
+                rest.split_whitespace()
                     .next()
                     .unwrap_or("0")
                     .replace(',', "")
