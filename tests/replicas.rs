@@ -359,6 +359,10 @@ fn on_publish_hook_exports_for_and_bad_config() {
 
     // exports for a replica: its nfs_root paths (the reference fixtures hold a golden
     // image with nodes)
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference/golden1");
+    let dst = s.images().join("golden1");
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::copy(fixtures.join("image_data.yml"), dst.join("image_data.yml")).unwrap();
     let o = ok_with(
         &s,
         &cfg,
@@ -374,6 +378,17 @@ fn on_publish_hook_exports_for_and_bad_config() {
     assert!(o.contains("exports for replica rb"), "{o}");
     let text = std::fs::read_to_string(s.root().join("rb.exports")).unwrap();
     assert!(text.contains("Written by disklessset"), "{text}");
+    // the shared root read-only, each node dir read-write, at the replica's paths
+    assert!(text.contains("/srv/replica-nfs/golden/golden1 "), "{text}");
+    assert!(
+        text.contains("/srv/replica-nfs/nodes/golden1/c001 "),
+        "{text}"
+    );
+    assert!(
+        text.contains("/srv/replica-nfs/nodes/golden1/c002 "),
+        "{text}"
+    );
+    assert!(!text.contains(&s.root().display().to_string()), "{text}");
 
     // bad config: one line naming the key and the fix
     for (body, needle) in [
