@@ -16,6 +16,7 @@ PKGS=(
   python3
   ansible
   ipmitool libvirt-daemon-system libvirt-clients python3-libvirt python3-venv
+  rsync nginx openssh-client   # replicas: rsync pushes, nginx serves them in the tests (issue 17)
 )
 missing=()
 for p in "${PKGS[@]}"; do

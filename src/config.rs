@@ -82,6 +82,38 @@ pub struct ConfigFile {
     pub bmc_retries: Option<u32>,
     /// BMCs contacted at once by `power`, `bootdev` and `bootset --reboot`.
     pub bmc_fanout: Option<usize>,
+    /// Boot servers fed from this store by `disklessset replicate` (scale-out).
+    #[serde(default)]
+    pub replicas: Vec<ReplicaFile>,
+    /// Run `replicate` after every operation that publishes (create, unmount, rollback,
+    /// ansible, kernel set, initramfs, bootset).
+    pub replicate_on_publish: Option<bool>,
+    /// rsync `--bwlimit` for replication, KiB/s (0 or absent: no limit).
+    pub replicate_bwlimit_kib: Option<u64>,
+}
+
+/// One replica as written in the config file.
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaFile {
+    /// Short name, used in node vars (`boot_servers`) and in `replicate NAME`.
+    pub name: String,
+    /// How nodes reach what the replica serves, e.g. `http://10.0.1.1`.
+    pub url: String,
+    /// rsync destination: a local absolute path, or `[user@]host:/path` over SSH.
+    pub target: String,
+    /// Where the replica holds the NFS trees (for `nfs exports --for NAME`); default:
+    /// the same paths as this store.
+    pub nfs_root: Option<PathBuf>,
+}
+
+/// A validated replica.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Replica {
+    pub name: String,
+    pub url: String,
+    pub target: String,
+    pub nfs_root: Option<PathBuf>,
 }
 
 /// The NFS server the exports are written for.
@@ -170,6 +202,9 @@ pub struct Config {
     pub bmc_timeout_secs: u64,
     pub bmc_retries: u32,
     pub bmc_fanout: usize,
+    pub replicas: Vec<Replica>,
+    pub replicate_on_publish: bool,
+    pub replicate_bwlimit_kib: u64,
 }
 
 /// Where the configuration comes from: flags and environment, already merged by the front-end.
@@ -313,6 +348,7 @@ impl Config {
                 msg: format!("bmc_fanout: {bmc_fanout} is out of range: allowed 1..=1000"),
             });
         }
+        let replicas = validate_replicas(&f.replicas, &source)?;
         let exports_file = pick(
             f.exports_file.clone(),
             "exports/disklessset.exports",
@@ -460,7 +496,28 @@ impl Config {
             bmc_timeout_secs,
             bmc_retries,
             bmc_fanout,
+            replicas,
+            replicate_on_publish: f.replicate_on_publish.unwrap_or(false),
+            replicate_bwlimit_kib: f.replicate_bwlimit_kib.unwrap_or(0),
         })
+    }
+
+    /// The replica called `name`, or an error listing the configured ones.
+    pub fn replica(&self, name: &str) -> Result<&Replica> {
+        self.replicas
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.replicas.iter().map(|r| r.name.as_str()).collect();
+                Error::invalid(format!(
+                    "no replica named {name} in the config (replicas: {})",
+                    if known.is_empty() {
+                        "none: add a `replicas:` list".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            })
     }
 
     /// A store rooted at `dir` with every other setting at its default (tests, quick start).
@@ -534,6 +591,63 @@ fn source_name(source: &Option<PathBuf>) -> String {
 }
 
 /// Parses the config file text; unknown keys and bad values name the key and the allowed values.
+/// Checks the `replicas:` list: names by the name rule and unique, http(s) URLs, rsync
+/// targets that cannot be read as an option or a daemon module.
+fn validate_replicas(list: &[ReplicaFile], source: &Option<PathBuf>) -> Result<Vec<Replica>> {
+    let bad = |msg: String| Error::Config {
+        file: source_name(source),
+        msg,
+    };
+    let mut out: Vec<Replica> = Vec::new();
+    for r in list {
+        if crate::names::image(&r.name).is_err() {
+            return Err(bad(format!(
+                "replicas: name {:?} is not a valid name: use letters, digits, '-', '_' and '.'",
+                r.name
+            )));
+        }
+        if out.iter().any(|o| o.name == r.name) {
+            return Err(bad(format!(
+                "replicas: name {} is given twice: names must be unique",
+                r.name
+            )));
+        }
+        let url = r.url.trim_end_matches('/').to_string();
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        if rest.is_none_or(|h| h.is_empty() || h.chars().any(|c| c.is_whitespace() || c == '$')) {
+            return Err(bad(format!(
+                "replicas: {}: url {:?} is not an http:// or https:// URL (e.g. http://10.0.1.1)",
+                r.name, r.url
+            )));
+        }
+        let t = r.target.trim_end_matches('/');
+        let remote = t
+            .split_once(':')
+            .filter(|(host, path)| !host.contains('/') && path.starts_with('/'));
+        let ok = !t.is_empty()
+            && !t.starts_with('-')
+            && !t.contains("::")
+            && !t.starts_with("rsync://")
+            && !t.chars().any(|c| c.is_control())
+            && (t.starts_with('/') && !t.contains(':') || remote.is_some());
+        if !ok || t == "/" {
+            return Err(bad(format!(
+                "replicas: {}: target {:?} must be an absolute local path or [user@]host:/path (rsync over SSH)",
+                r.name, r.target
+            )));
+        }
+        out.push(Replica {
+            name: r.name.clone(),
+            url,
+            target: t.to_string(),
+            nfs_root: r.nfs_root.clone(),
+        });
+    }
+    Ok(out)
+}
+
 pub fn parse_config(text: &str, path: &Path) -> Result<ConfigFile> {
     if text.trim().is_empty() {
         return Ok(ConfigFile::default());

@@ -212,5 +212,15 @@ fn run(cli: Cli) -> Result<i32> {
             rep.unchanged
         );
     }
+    // replicate_on_publish: the new node scripts reach the replicas too
+    if rep.written > 0 {
+        for l in ops::replicate_after_publish(&ctx) {
+            if cli.json || cli.quiet {
+                eprintln!("{l}");
+            } else {
+                println!("{l}");
+            }
+        }
+    }
     Ok(0)
 }

@@ -224,6 +224,14 @@ pub fn render_node(cfg: &Config, inv: &Inventory, node: &Node, a: &Assign) -> Re
         "equipment_profile",
         vars.get("equipment_profile").cloned().unwrap_or_default(),
     );
+    let servers = boot_servers(cfg, node, vars.get("boot_servers"))?;
+    if servers.len() > 1 {
+        // the image's initramfs tries each base in turn for the squashfs
+        let urls: Vec<&str> = servers.iter().map(|(_, u)| u.as_str()).collect();
+        kernel_args.push(format!("dl.bases={}", urls.join(",")));
+        v.insert("kernel_args", kernel_args.join(" "));
+    }
+    v.insert("diskless_chain", diskless_chain(cfg, &node.name, &servers));
     v.insert("vars", var_lines.join("\n"));
     v.insert("base_url", static_base(cfg));
     v.insert("images_path", rel_to_web(cfg, &cfg.images_dir));
@@ -239,6 +247,71 @@ pub fn render_node(cfg: &Config, inv: &Inventory, node: &Node, a: &Assign) -> Re
         .collect::<Vec<_>>()
         .join("\n")
         + "\n")
+}
+
+/// The base URLs of the node's `boot_servers` var (replica names, `store` for this
+/// store's own base), in order; empty when the var is not set.
+fn boot_servers(cfg: &Config, node: &Node, var: Option<&String>) -> Result<Vec<(String, String)>> {
+    let Some(list) = var else {
+        return Ok(Vec::new());
+    };
+    list.split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|name| {
+            if name == "store" {
+                return Ok((name.to_string(), static_base(cfg)));
+            }
+            cfg.replicas
+                .iter()
+                .find(|r| r.name == name)
+                .map(|r| (r.name.clone(), r.url.clone()))
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "node {}: boot_servers names {name}, which is not a replica of the config (replicas: {}; `store` is this store)",
+                        node.name,
+                        cfg.replicas
+                            .iter()
+                            .map(|r| r.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// The `:diskless` section's chain: to `${dls-base}`, or through each boot server in
+/// turn (the next one when one does not answer), saying so on the console.
+fn diskless_chain(cfg: &Config, node: &str, servers: &[(String, String)]) -> String {
+    let path = format!(
+        "{}/${{node-image}}/boot.ipxe",
+        rel_to_web(cfg, &cfg.images_dir)
+    );
+    if servers.is_empty() {
+        return format!("chain --autofree ${{dls-base}}/{path} || goto failed");
+    }
+    let mut out = Vec::new();
+    for (i, (name, url)) in servers.iter().enumerate() {
+        if i > 0 {
+            // names first: iPXE's console cuts lines at 80 columns
+            out.push(format!(":diskless-{}", i + 1));
+            out.push(format!(
+                "echo disklessset: {node}: {} did not answer, trying {name} ({url})",
+                servers[i - 1].0
+            ));
+        }
+        out.push(format!("set dls-base {url}"));
+        let next = if i + 1 < servers.len() {
+            format!("diskless-{}", i + 2)
+        } else {
+            "failed".to_string()
+        };
+        out.push(format!(
+            "chain --autofree ${{dls-base}}/{path} || goto {next}"
+        ));
+    }
+    out.join("\n")
 }
 
 /// The optional console menu: every item is a label of the node script, and its
@@ -557,5 +630,60 @@ mod tests {
                 bt.as_str()
             );
         }
+    }
+
+    #[test]
+    fn boot_servers_fail_over_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = Config::under_root(d.path()).unwrap();
+        for (n, u) in [("ra", "http://10.0.1.1"), ("rb", "http://10.0.2.1:8080")] {
+            cfg.replicas.push(crate::config::Replica {
+                name: n.into(),
+                url: u.into(),
+                target: format!("/srv/{n}"),
+                nfs_root: None,
+            });
+        }
+        let inv = crate::cluster::inventory::parse_native(
+            "c1: {vars: {boot_servers: 'ra, rb'}}\nc2: {vars: {boot_servers: 'ra,nope'}}\n",
+            Path::new("n"),
+        )
+        .unwrap();
+        let a = Assign {
+            nodeset: "c1".into(),
+            boot_type: BootType::Diskless,
+            image: Some("img".into()),
+            extra: None,
+            net: NetMode::Dhcp,
+        };
+        let s = render_node(&cfg, &inv, &inv.nodes["c1"], &a).unwrap();
+        let ia = s.find("set dls-base http://10.0.1.1\n").expect(&s);
+        let ib = s.find("set dls-base http://10.0.2.1:8080\n").expect(&s);
+        assert!(ia < ib, "{s}");
+        assert!(s.contains("|| goto diskless-2\n:diskless-2\n"), "{s}");
+        assert!(
+            s.contains("c1: ra did not answer, trying rb (http://10.0.2.1:8080)"),
+            "{s}"
+        );
+        assert!(
+            s.contains("dl.bases=http://10.0.1.1,http://10.0.2.1:8080"),
+            "{s}"
+        );
+        // every goto of the script names a label of it
+        for l in s.lines() {
+            if let Some(t) = l.split("goto ").nth(1) {
+                let t = t.split_whitespace().next().unwrap();
+                if !t.starts_with("${") {
+                    assert!(
+                        s.contains(&format!("\n:{t}\n")),
+                        "goto {t} has no label: {s}"
+                    );
+                }
+            }
+        }
+        let e = render_node(&cfg, &inv, &inv.nodes["c2"], &a)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node c2: boot_servers names nope"), "{e}");
     }
 }

@@ -2,4 +2,5 @@
 pub mod bootset;
 pub mod http;
 pub mod ipxe;
+pub mod replicate;
 pub mod serve;

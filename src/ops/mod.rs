@@ -18,12 +18,23 @@ pub mod query;
 mod recover;
 mod request;
 
+pub use crate::boot::replicate::{PushReport, ReplicaStatus};
 pub use image::{clear, clone, copy_dir_contents, list, removal_paths, remove, show};
 pub use kernel::{initramfs, kernel_set, kernels};
 pub use params::{create_from_params, ParamsOptions, ParamsOutcome, ParamsReport};
 pub use power::{bootdev_status, power_status, RebootReport};
 pub use recover::{recover, RecoverReport};
-pub use request::{run, Outcome, Request};
+pub use request::{replicate_after_publish, run, Outcome, Request};
+
+/// `replicate --status [NAME...]`: each replica compared with the store by content.
+pub fn replicate_status(ctx: &Ctx, names: &[String]) -> Result<Vec<ReplicaStatus>> {
+    crate::boot::replicate::status(ctx, names)
+}
+
+/// One line per configured replica for `list`: up to date, or stale and why.
+pub fn replica_notes(cfg: &Config) -> Vec<String> {
+    crate::boot::replicate::notes(cfg)
+}
 
 // What the front-ends use, from the layers below.
 pub use crate::boot::bootset::{

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::boot::bootset::Assign;
+use crate::boot::replicate;
 use crate::cluster::{expand_nodes, nodeset};
 use crate::ctx::Ctx;
 use crate::error::Result;
@@ -99,6 +100,15 @@ pub enum Request {
         assign: Assign,
         staging: Staging,
         options: BmcOptions,
+    },
+    /// `replicate [NAME...]`: push the boot tree to the replicas named (all when empty).
+    Replicate {
+        names: Vec<String>,
+    },
+    /// `nfs exports --for REPLICA [--output FILE]`: the exports file of that server.
+    NfsExportsFor {
+        replica: String,
+        output: Option<PathBuf>,
     },
 }
 
@@ -204,6 +214,15 @@ impl Request {
                 assign.boot_type.as_str(),
                 assign.nodeset
             ),
+            Request::Replicate { names } if names.is_empty() => {
+                "Push the boot tree to every replica".into()
+            }
+            Request::Replicate { names } => {
+                format!("Push the boot tree to {}", names.join(", "))
+            }
+            Request::NfsExportsFor { replica, .. } => {
+                format!("Write the NFS exports of replica {replica}")
+            }
         }
     }
 
@@ -276,8 +295,64 @@ impl std::fmt::Display for SizeSpec {
     }
 }
 
-/// Performs a request.
+/// Whether a request may change what the boot tree holds (the replicas then need a push
+/// when `replicate_on_publish` is set).
+fn publishes(req: &Request) -> bool {
+    !matches!(
+        req,
+        Request::Recover
+            | Request::Power { .. }
+            | Request::Bootdev { .. }
+            | Request::LivenetMount { .. }
+            | Request::NfsExports
+            | Request::NfsExportsFor { .. }
+            | Request::Replicate { .. }
+    )
+}
+
+/// Performs a request; with `replicate_on_publish`, a request that published pushes the
+/// boot tree to the replicas afterwards (a failed push is reported and recorded, and
+/// `list` shows the replica stale; the request itself stays done).
 pub fn run(ctx: &Ctx, req: &Request) -> Result<Outcome> {
+    let mut out = run_request(ctx, req)?;
+    if publishes(req) {
+        out.lines.extend(replicate_after_publish(ctx));
+    }
+    Ok(out)
+}
+
+/// The hook of `replicate_on_publish` (also called after a `bootset` assignment).
+pub fn replicate_after_publish(ctx: &Ctx) -> Vec<String> {
+    if !ctx.cfg.replicate_on_publish || ctx.cfg.replicas.is_empty() || ctx.runner.dry_run() {
+        return Vec::new();
+    }
+    match replicate::push(ctx, &[]) {
+        Ok(reps) => reps.iter().map(push_line).collect(),
+        Err(e) => {
+            tracing::warn!("replicate after publish: {e}");
+            vec![format!("replicas not updated: {e}")]
+        }
+    }
+}
+
+fn push_line(r: &replicate::PushReport) -> String {
+    match &r.error {
+        None => format!(
+            "replica {}: serves release {} ({} files, {} transferred)",
+            r.replica,
+            r.release.unwrap_or(0),
+            r.files_transferred,
+            human_size(r.bytes_transferred)
+        ),
+        Some(e) => format!(
+            "replica {}: push FAILED, it still serves release {}: {e}",
+            r.replica,
+            r.release.map_or("none".into(), |n| n.to_string())
+        ),
+    }
+}
+
+fn run_request(ctx: &Ctx, req: &Request) -> Result<Outcome> {
     match req {
         Request::Remove { name } => {
             image::remove(ctx, name)?;
@@ -575,6 +650,33 @@ pub fn run(ctx: &Ctx, req: &Request) -> Result<Outcome> {
                 }
             );
             Ok(Outcome::nodes(&rep.reboot, to_json(&rep)?, vec![line]))
+        }
+        Request::Replicate { names } => {
+            let reps = replicate::push(ctx, names)?;
+            let failed: Vec<&str> = reps
+                .iter()
+                .filter(|r| !r.ok)
+                .map(|r| r.replica.as_str())
+                .collect();
+            let mut o = Outcome::report(&reps, reps.iter().map(push_line).collect())?;
+            o.failure = (!failed.is_empty() && !ctx.runner.dry_run()).then(|| {
+                format!(
+                    "{} of {} replicas failed: {} (they keep serving their previous release)",
+                    failed.len(),
+                    reps.len(),
+                    failed.join(", ")
+                )
+            });
+            Ok(o)
+        }
+        Request::NfsExportsFor { replica, output } => {
+            let rep = nfs::exports::for_replica(ctx, replica, output.as_deref())?;
+            let line = format!(
+                "{}: {} exports for replica {replica}",
+                rep.file.display(),
+                rep.exports
+            );
+            Outcome::report(&rep, vec![line])
         }
     }
 }

@@ -125,6 +125,16 @@ pub enum Command {
     Power(PowerArgs),
     /// The next boot device through the nodes' BMCs (`status` reads it back)
     Bootdev(BootdevArgs),
+    /// Push the boot tree to replica boot servers (config `replicas:`) with rsync: each
+    /// switches to the new copy in one step and keeps serving the old one if a push
+    /// fails. --status compares each replica with the store by content
+    Replicate {
+        /// Replica names [default: all]
+        names: Vec<String>,
+        /// Compare instead of pushing: list what is stale on each replica
+        #[arg(long)]
+        status: bool,
+    },
     /// Generate an image's initramfs from its own kernel modules
     Initramfs {
         name: String,
@@ -287,8 +297,16 @@ pub enum NfsCmd {
     /// The nodes of a golden image: each keeps its own state, not a copy of the image
     #[command(subcommand)]
     Nodes(NfsNodesCmd),
-    /// Regenerate the exports from the records and reload the running NFS server
-    Exports,
+    /// Regenerate the exports from the records and reload the running NFS server; with
+    /// --for REPLICA, write that replica's exports file instead (its nfs_root paths)
+    Exports {
+        /// A replica of the config (`replicas:`): write the exports it needs, reload nothing
+        #[arg(long = "for", value_name = "REPLICA")]
+        for_replica: Option<String>,
+        /// With --for: where to write it [default: STATE_DIR/replicas/REPLICA.exports]
+        #[arg(long, value_name = "FILE", requires = "for_replica")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -463,7 +481,22 @@ impl Command {
                     nodeset: s(nodeset),
                 }
             }
-            Command::Nfs(NfsCmd::Exports) => Request::NfsExports,
+            Command::Nfs(NfsCmd::Exports {
+                for_replica: None, ..
+            }) => Request::NfsExports,
+            Command::Nfs(NfsCmd::Exports {
+                for_replica: Some(r),
+                output,
+            }) => Request::NfsExportsFor {
+                replica: s(r),
+                output: output.clone(),
+            },
+            Command::Replicate {
+                names,
+                status: false,
+            } => Request::Replicate {
+                names: names.clone(),
+            },
             Command::Create(a) => Request::Params {
                 path: a.params.clone(),
                 options: ops::ParamsOptions {
@@ -506,6 +539,7 @@ impl Command {
             },
             Command::Power(_)
             | Command::Bootdev(_)
+            | Command::Replicate { status: true, .. }
             | Command::List
             | Command::Show { .. }
             | Command::Modules

@@ -183,7 +183,21 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
         return Ok(0);
     }
     match command {
-        Command::List => output::images(&ops::list(ctx)?, g.json)?,
+        Command::List => {
+            output::images(&ops::list(ctx)?, g.json)?;
+            if !g.json {
+                for n in ops::replica_notes(&ctx.cfg) {
+                    println!("{n}");
+                }
+            }
+        }
+        Command::Replicate { names, .. } => {
+            let st = ops::replicate_status(ctx, &names)?;
+            output::replica_status(&st, g.json)?;
+            if st.iter().any(|r| !r.up_to_date) {
+                return Ok(1);
+            }
+        }
         Command::Show { name } => output::image(&ops::show(ctx, &name)?, g.json)?,
         Command::Modules => output::modules(&ops::module_infos(), g.json)?,
         Command::Kernels => output::kernels(&ops::kernels(ctx)?, g.json)?,

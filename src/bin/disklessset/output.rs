@@ -243,3 +243,35 @@ pub fn print_plan(plan: &[String]) {
         println!("  {p}");
     }
 }
+
+/// `replicate --status`: one line per replica, then its stale paths.
+pub fn replica_status(list: &[disklessset::ops::ReplicaStatus], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(list);
+    }
+    for r in list {
+        let release = r
+            .release
+            .map_or("nothing".into(), |n| format!("release {n}"));
+        if r.up_to_date {
+            println!(
+                "replica {} ({}): up to date, serves {release}",
+                r.replica, r.url
+            );
+        } else {
+            println!(
+                "replica {} ({}): STALE, serves {release}; {} paths differ from the store:",
+                r.replica,
+                r.url,
+                r.stale.len()
+            );
+            for p in &r.stale {
+                println!("  {p}");
+            }
+        }
+        if let Some(p) = r.last_push.as_ref().and_then(|p| p.error.as_ref()) {
+            println!("  last push failed: {p}");
+        }
+    }
+    Ok(())
+}

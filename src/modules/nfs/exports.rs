@@ -273,6 +273,59 @@ fn reload(ctx: &Ctx) -> Result<String> {
     }
 }
 
+/// `nfs exports --for REPLICA`: the exports file another NFS server (a replica holding
+/// copies of the NFS trees under its `nfs_root`) needs, written to `output` (default
+/// `state_dir/replicas/NAME.exports` or `.ganesha.conf`). Nothing is reloaded: the file
+/// is for that server (copy it there with the trees).
+pub fn for_replica(ctx: &Ctx, replica: &str, output: Option<&Path>) -> Result<ExportsReport> {
+    let cfg = &ctx.cfg;
+    let r = cfg.replica(replica)?;
+    let inv = Inventory::load(cfg)?;
+    let exports: Vec<Export> = collect(cfg, &inv)?
+        .into_iter()
+        .map(|mut e| {
+            e.path = crate::boot::replicate::nfs_path_on(cfg, r, &e.path);
+            e
+        })
+        .collect();
+    let text = match cfg.nfs_server_kind {
+        NfsServerKind::Kernel => render_kernel(&exports)?,
+        NfsServerKind::Ganesha => render_ganesha(&exports)?,
+    };
+    let file = match output {
+        Some(p) => p.to_path_buf(),
+        None => cfg.state_dir.join("replicas").join(format!(
+            "{}.{}",
+            r.name,
+            match cfg.nfs_server_kind {
+                NfsServerKind::Kernel => "exports",
+                NfsServerKind::Ganesha => "ganesha.conf",
+            }
+        )),
+    };
+    let mut rep = ExportsReport {
+        file: file.clone(),
+        exports: exports.len(),
+        changed: false,
+        reload: format!("not reloaded: copy it to replica {}", r.name),
+    };
+    if ctx.runner.dry_run() {
+        ctx.runner.note(format!(
+            "write {} ({} exports for replica {})",
+            file.display(),
+            exports.len(),
+            r.name
+        ));
+        return Ok(rep);
+    }
+    if let Some(d) = file.parent() {
+        fsutil::ensure_dir(d)?;
+    }
+    rep.changed = std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str());
+    fsutil::write_atomic(&file, text.as_bytes(), 0o644)?;
+    Ok(rep)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
