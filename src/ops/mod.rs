@@ -100,9 +100,14 @@ pub fn maybe_nsrun() -> Option<i32> {
 /// A bound boot server (`serve`): its address is known before it runs.
 pub use crate::boot::http::Server;
 
-/// `serve`: binds the built-in boot server on `listen` for the store's web root.
-pub fn serve_bind(cfg: &Config, listen: std::net::SocketAddr) -> Result<Server> {
-    crate::boot::serve::bind(cfg, listen)
+/// `serve`: binds the built-in boot server on `listen` for the store's web root;
+/// `max_connections` overrides the config's.
+pub fn serve_bind(
+    cfg: &Config,
+    listen: std::net::SocketAddr,
+    max_connections: Option<usize>,
+) -> Result<Server> {
+    crate::boot::serve::bind(cfg, listen, max_connections)
 }
 
 /// Runs a bound server until `shutdown` is set.

@@ -74,3 +74,18 @@ mod tests {
         assert!(!is_alive(0, 0));
     }
 }
+
+/// Raise this process's open-files soft limit to its hard limit (a server with
+/// thousands of connections needs two descriptors each). Returns the soft limit now
+/// in force (`None` when it cannot be read).
+pub fn raise_nofile_limit() -> Option<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft >= hard {
+        return Some(soft);
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => Some(hard),
+        Err(_) => Some(soft),
+    }
+}
