@@ -94,6 +94,10 @@ pub fn shell(ctx: &Ctx, name: &str) -> Result<ExecOutcome> {
 /// The `__nsrun` helper of exec/shell: front-ends call it first thing; Some(code) when
 /// this process is the helper.
 pub fn maybe_nsrun() -> Option<i32> {
+    // `__reaper`: the watchdog that kills what the runner started once this tool dies
+    if let Some(code) = crate::sys::reaper::maybe_reaper() {
+        return Some(code);
+    }
     crate::sys::ns::maybe_nsrun()
 }
 
