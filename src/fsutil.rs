@@ -185,37 +185,6 @@ pub fn write_atomic_batch(items: &[(PathBuf, Vec<u8>)], mode: u32) -> Result<()>
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn atomic_write_replaces() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("f.yml");
-        write_atomic(&p, b"one", 0o600).unwrap();
-        write_atomic(&p, b"two", 0o644).unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(
-            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o644
-        );
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size_mib("700M").unwrap(), 700);
-        assert_eq!(parse_size_mib("1.5G").unwrap(), 1536);
-        assert_eq!(parse_size_mib("512").unwrap(), 512);
-        assert_eq!(parse_size_mib("2048K").unwrap(), 2);
-        assert_eq!(parse_size_mib("1GiB").unwrap(), 1024);
-        assert!(parse_size_mib("abc").is_err());
-        assert!(parse_size_mib("-5M").is_err());
-        assert_eq!(human_size(1536 * 1024 * 1024), "1.5G");
-    }
-}
-
 /// The host path of `rel` inside the image tree `root`, its parent directory resolved by
 /// the kernel as a process chrooted in `root` would (`openat2(RESOLVE_IN_ROOT)`:
 /// absolute symlinks re-rooted at the tree, `..` clamped there), so a write to the
@@ -314,4 +283,35 @@ pub fn dir_in_root(root: &Path, rel: &str) -> std::io::Result<PathBuf> {
         }
     }
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.yml");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        write_atomic(&p, b"two", 0o644).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size_mib("700M").unwrap(), 700);
+        assert_eq!(parse_size_mib("1.5G").unwrap(), 1536);
+        assert_eq!(parse_size_mib("512").unwrap(), 512);
+        assert_eq!(parse_size_mib("2048K").unwrap(), 2);
+        assert_eq!(parse_size_mib("1GiB").unwrap(), 1024);
+        assert!(parse_size_mib("abc").is_err());
+        assert!(parse_size_mib("-5M").is_err());
+        assert_eq!(human_size(1536 * 1024 * 1024), "1.5G");
+    }
 }

@@ -92,8 +92,7 @@ fn kill_during(s: &Store, args: &[&str], needle: &str, image: &str) {
         .spawn()
         .unwrap();
     let t = Instant::now();
-    let mut groups = Vec::new();
-    loop {
+    let groups = loop {
         assert!(
             child.try_wait().unwrap().is_none(),
             "{args:?} ended before {needle} ran"
@@ -106,13 +105,13 @@ fn kill_during(s: &Store, args: &[&str], needle: &str, image: &str) {
         if procs.iter().any(|p| p.split(' ').nth(1) == Some(needle)) {
             // let it fork its own children (apt, dpkg)
             std::thread::sleep(Duration::from_secs(3));
-            groups = descendant_groups(child.id());
+            let groups = descendant_groups(child.id());
             if !groups.is_empty() {
-                break;
+                break groups;
             }
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
+    };
     let before = processes_of(s.root(), &groups);
     assert!(before.len() >= 2, "a process tree to kill: {before:?}");
     child.kill().unwrap(); // SIGKILL

@@ -61,20 +61,6 @@ pub fn mem_available_mib() -> u64 {
         .unwrap_or(0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_start_time_is_alive() {
-        let me = std::process::id() as i32;
-        let st = start_time(me).unwrap();
-        assert!(is_alive(me, st));
-        assert!(!is_alive(me, st + 1), "same pid, other start time: not us");
-        assert!(!is_alive(0, 0));
-    }
-}
-
 /// Raise this process's open-files soft limit to its hard limit (a server with
 /// thousands of connections needs two descriptors each). Returns the soft limit now
 /// in force (`None` when it cannot be read).
@@ -87,5 +73,19 @@ pub fn raise_nofile_limit() -> Option<u64> {
     match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
         Ok(()) => Some(hard),
         Err(_) => Some(soft),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_start_time_is_alive() {
+        let me = std::process::id() as i32;
+        let st = start_time(me).unwrap();
+        assert!(is_alive(me, st));
+        assert!(!is_alive(me, st + 1), "same pid, other start time: not us");
+        assert!(!is_alive(0, 0));
     }
 }
