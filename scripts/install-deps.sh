@@ -16,6 +16,7 @@ PKGS=(
   python3
   ansible
   ipmitool libvirt-daemon-system libvirt-clients python3-libvirt python3-venv
+  wrk nginx   # issue 11: scripts/bench-storm.sh (storm of keep-alive clients, nginx for comparison)
 )
 missing=()
 for p in "${PKGS[@]}"; do
