@@ -17,6 +17,7 @@ PKGS=(
   ansible
   ipmitool libvirt-daemon-system libvirt-clients python3-libvirt python3-venv
   rsync nginx openssh-client   # replicas: rsync pushes, nginx serves them in the tests (issue 17)
+  wrk nginx   # issue 11: scripts/bench-storm.sh (storm of keep-alive clients, nginx for comparison)
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 
 pub const DEFAULT_CONFIG: &str = "/etc/disklessset/config.yaml";
 pub const REF_WEB_ROOT: &str = "/var/www/html/preboot_execution_environment";
+/// `serve`'s default connection limit: a mass reboot of thousands of nodes is not refused.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// What the config file may hold. Every key is optional; unknown keys are refused.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -56,6 +58,8 @@ pub struct ConfigFile {
     /// Paths a node of an NFS golden image keeps across reboots (its own copy).
     pub nfs_persist_paths: Option<Vec<String>>,
     pub listen: Option<String>,
+    /// Connections `serve` handles at once (one thread each); beyond, 503 + Retry-After.
+    pub max_connections: Option<usize>,
     /// Show an iPXE menu on each node's console for this long before booting its
     /// assigned entry (0: no menu, boot at once).
     pub boot_menu_timeout_ms: Option<u64>,
@@ -190,6 +194,7 @@ pub struct Config {
     pub nfs_clients: String,
     pub nfs_persist_paths: Vec<String>,
     pub listen: String,
+    pub max_connections: usize,
     pub boot_menu_timeout_ms: u64,
     pub compression: Compression,
     pub compression_level: u32,
@@ -450,6 +455,12 @@ impl Config {
                 msg: "keep_generations: must be at least 1 (the previous generation is what rollback restores)".into(),
             });
         }
+        if f.max_connections == Some(0) {
+            return Err(Error::Config {
+                file: source_name(&source),
+                msg: "max_connections: must be at least 1 (default 10000)".into(),
+            });
+        }
         if let Some(u) = &f.base_url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
                 return Err(Error::Config {
@@ -484,6 +495,7 @@ impl Config {
             nfs_clients,
             nfs_persist_paths,
             listen: f.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string()),
+            max_connections: f.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             boot_menu_timeout_ms: f.boot_menu_timeout_ms.unwrap_or(0),
             compression,
             compression_level,

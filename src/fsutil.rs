@@ -185,6 +185,106 @@ pub fn write_atomic_batch(items: &[(PathBuf, Vec<u8>)], mode: u32) -> Result<()>
     Ok(())
 }
 
+/// The host path of `rel` inside the image tree `root`, its parent directory resolved by
+/// the kernel as a process chrooted in `root` would (`openat2(RESOLVE_IN_ROOT)`:
+/// absolute symlinks re-rooted at the tree, `..` clamped there), so a write to the
+/// result never lands on the host through a symlink such as `etc -> /etc`. The last
+/// component is not followed (callers replace it, never write through it). An error
+/// when the parent does not exist in the tree. Where the kernel lacks `openat2`, the
+/// parent is canonicalized and must stay below the canonical root.
+pub fn path_in_root(root: &Path, rel: &str) -> std::io::Result<PathBuf> {
+    use nix::errno::Errno;
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    use std::os::fd::AsRawFd;
+    let rel = rel.trim_start_matches('/');
+    let (parent, name) = match rel.rsplit_once('/') {
+        Some((p, n)) => (p, n),
+        None => ("", rel),
+    };
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(std::io::Error::other(format!("{rel}: not a file name")));
+    }
+    let parent = if parent.is_empty() { "." } else { parent };
+    let root_fd = nix::fcntl::open(
+        root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let real_parent = match openat2(&root_fd, parent, how) {
+        Ok(fd) => fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?,
+        Err(Errno::ENOSYS) => {
+            let real_root = root.canonicalize()?;
+            let p = root.join(parent).canonicalize()?;
+            if !p.starts_with(&real_root) {
+                return Err(std::io::Error::other(format!(
+                    "{parent} leads out of {}",
+                    root.display()
+                )));
+            }
+            p
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(real_parent.join(name))
+}
+
+/// Write `data` as the file `rel` of the image tree `root` (see [`path_in_root`]),
+/// replacing whatever entry (file or symlink) was there, never following it.
+pub fn write_in_root(root: &Path, rel: &str, data: &[u8], mode: u32) -> std::io::Result<()> {
+    let p = path_in_root(root, rel)?;
+    match fs::symlink_metadata(&p) {
+        Ok(m) if m.is_dir() => {
+            return Err(std::io::Error::other(format!(
+                "{} is a directory",
+                p.display()
+            )))
+        }
+        Ok(_) => fs::remove_file(&p)?,
+        Err(_) => {}
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&p)?;
+    f.write_all(data)?;
+    fs::set_permissions(&p, fs::Permissions::from_mode(mode))
+}
+
+/// The directory `rel` of the image tree `root`, resolved inside it (a mount target):
+/// created when absent, an error when it resolves to something else than a directory.
+pub fn dir_in_root(root: &Path, rel: &str) -> std::io::Result<PathBuf> {
+    let p = path_in_root(root, rel)?;
+    match fs::symlink_metadata(&p) {
+        Err(_) => fs::create_dir(&p)?,
+        Ok(m) if m.file_type().is_symlink() => {
+            // a link to a directory of the tree: resolve it inside the tree too
+            let target = path_in_root(root, &format!("{}/_", rel.trim_end_matches('/')))
+                .ok()
+                .and_then(|t| t.parent().map(Path::to_path_buf));
+            return match target {
+                Some(t) if t.is_dir() => Ok(t),
+                _ => Err(std::io::Error::other(format!(
+                    "{rel} in {} is not a directory",
+                    root.display()
+                ))),
+            };
+        }
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{rel} in {} is not a directory",
+                root.display()
+            )))
+        }
+    }
+    Ok(p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

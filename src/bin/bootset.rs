@@ -83,6 +83,10 @@ struct Cli {
 }
 
 fn main() {
+    // the process watchdog of the runner (`__reaper`), when this process is one
+    if let Some(code) = ops::maybe_nsrun() {
+        std::process::exit(code);
+    }
     use nix::sys::signal::{signal, SigHandler, Signal};
     // SAFETY: the default SIGPIPE disposition at start-up, single-threaded, no handler
     // function (a quiet exit on a closed pipe: `bootset -s | head`).

@@ -115,7 +115,7 @@ impl DynamicHandler for BootHandler {
 }
 
 /// Binds the server on `listen` for the store's web root.
-pub fn bind(cfg: &Config, listen: SocketAddr) -> Result<Server> {
+pub fn bind(cfg: &Config, listen: SocketAddr, max_connections: Option<usize>) -> Result<Server> {
     if !cfg.web_root.is_dir() {
         return Err(Error::invalid(format!(
             "web root {} does not exist: create an image first, or check --root/web_root",
@@ -123,6 +123,7 @@ pub fn bind(cfg: &Config, listen: SocketAddr) -> Result<Server> {
         )));
     }
     let mut sc = ServerConfig::new(&cfg.web_root, listen);
+    sc.max_connections = max_connections.unwrap_or(cfg.max_connections);
     sc.deny_names = vec![
         "image_data.yml".into(),
         ".*".into(),

@@ -105,15 +105,24 @@ pub fn shell(ctx: &Ctx, name: &str) -> Result<ExecOutcome> {
 /// The `__nsrun` helper of exec/shell: front-ends call it first thing; Some(code) when
 /// this process is the helper.
 pub fn maybe_nsrun() -> Option<i32> {
+    // `__reaper`: the watchdog that kills what the runner started once this tool dies
+    if let Some(code) = crate::sys::reaper::maybe_reaper() {
+        return Some(code);
+    }
     crate::sys::ns::maybe_nsrun()
 }
 
 /// A bound boot server (`serve`): its address is known before it runs.
 pub use crate::boot::http::Server;
 
-/// `serve`: binds the built-in boot server on `listen` for the store's web root.
-pub fn serve_bind(cfg: &Config, listen: std::net::SocketAddr) -> Result<Server> {
-    crate::boot::serve::bind(cfg, listen)
+/// `serve`: binds the built-in boot server on `listen` for the store's web root;
+/// `max_connections` overrides the config's.
+pub fn serve_bind(
+    cfg: &Config,
+    listen: std::net::SocketAddr,
+    max_connections: Option<usize>,
+) -> Result<Server> {
+    crate::boot::serve::bind(cfg, listen, max_connections)
 }
 
 /// Runs a bound server until `shutdown` is set.

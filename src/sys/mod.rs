@@ -3,6 +3,7 @@ pub mod mount;
 pub mod mountinfo;
 pub mod ns;
 pub mod proc;
+pub mod reaper;
 pub mod remove;
 pub mod runner;
 

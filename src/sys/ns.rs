@@ -185,8 +185,8 @@ pub fn nsrun(spec: &NsSpec) -> Result<i32> {
             );
             crate::sys::mount::mount(&r, Some("overlay"), "overlay", &merged, &[&opts])?;
             for d in ["proc", "sys", "dev"] {
-                let t = merged.join(d);
-                std::fs::create_dir_all(&t).at(&t)?;
+                // resolved inside the tree: `proc -> /somewhere` never mounts on the host
+                let t = crate::fsutil::dir_in_root(&merged, d).at(merged.join(d))?;
                 r.run(
                     &Cmd::new("mount")
                         .package("mount")
@@ -195,14 +195,12 @@ pub fn nsrun(spec: &NsSpec) -> Result<i32> {
                         .arg(&t),
                 )?;
             }
-            let run = merged.join("run");
-            std::fs::create_dir_all(&run).at(&run)?;
+            let run = crate::fsutil::dir_in_root(&merged, "run").at(merged.join("run"))?;
             crate::sys::mount::mount(&r, Some("tmpfs"), "tmpfs", &run, &["mode=0755"])?;
             if !resolves_inside(&merged, Path::new("etc/resolv.conf")) {
                 if let Ok(data) = std::fs::read("/etc/resolv.conf") {
-                    let p = merged.join("etc/resolv.conf");
-                    let _ = std::fs::remove_file(&p);
-                    let _ = std::fs::write(&p, data);
+                    // inside the tree whatever `etc` links to
+                    let _ = crate::fsutil::write_in_root(&merged, "etc/resolv.conf", &data, 0o644);
                 }
             }
             merged

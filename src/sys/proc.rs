@@ -61,6 +61,21 @@ pub fn mem_available_mib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Raise this process's open-files soft limit to its hard limit (a server with
+/// thousands of connections needs two descriptors each). Returns the soft limit now
+/// in force (`None` when it cannot be read).
+pub fn raise_nofile_limit() -> Option<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft >= hard {
+        return Some(soft);
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => Some(hard),
+        Err(_) => Some(soft),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

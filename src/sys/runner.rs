@@ -278,7 +278,11 @@ impl Runner {
             Stdio::null()
         });
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        // own process group, killed with the tool, grandchildren by the watchdog
+        super::reaper::prepare(&mut c);
         let mut child = c.spawn().map_err(|e| spawn_error(cmd, e))?;
+        let pid = child.id();
+        super::reaper::started(pid);
         if let (Some(data), Some(mut stdin)) = (cmd.stdin.clone(), child.stdin.take()) {
             std::thread::spawn(move || {
                 let _ = stdin.write_all(&data);
@@ -309,15 +313,20 @@ impl Runner {
             match child.try_wait() {
                 Ok(Some(st)) => break st,
                 Ok(None) => {}
-                Err(e) => return Err(spawn_error(cmd, e)),
+                Err(e) => {
+                    super::reaper::ended(pid, true);
+                    return Err(spawn_error(cmd, e));
+                }
             }
             if self.cancel.load(Ordering::SeqCst) {
+                super::reaper::ended(pid, true);
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(Error::Cancelled);
             }
             std::thread::sleep(Duration::from_millis(20));
         };
+        super::reaper::ended(pid, false);
         if let Some(t) = err_thread {
             let _ = t.join();
         }

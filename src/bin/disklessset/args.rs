@@ -110,6 +110,9 @@ pub enum Command {
         /// Address to listen on [default: the config's listen, 127.0.0.1:8080]
         #[arg(long)]
         listen: Option<String>,
+        /// Connections served at once [default: the config's max_connections, 10000]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        max_connections: Option<u64>,
     },
     /// Shell completions for disklessset on stdout (bootset: `bootset --completions SHELL`)
     Completions {

@@ -221,12 +221,16 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
             }
             return Ok(out.code);
         }
-        Command::Serve { listen } => {
+        Command::Serve {
+            listen,
+            max_connections,
+        } => {
             let addr = listen.unwrap_or_else(|| ctx.cfg.listen.clone());
             let addr: std::net::SocketAddr = addr.parse().map_err(|_| {
                 anyhow::anyhow!("--listen {addr:?}: use ADDRESS:PORT, e.g. 0.0.0.0:8080")
             })?;
-            let server = ops::serve_bind(&ctx.cfg, addr)?;
+            let max = max_connections.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+            let server = ops::serve_bind(&ctx.cfg, addr, max)?;
             println!(
                 "serving {} on http://{} (DHCP bootfile: http://{}/boot.ipxe); Ctrl-C stops",
                 ctx.cfg.web_root.display(),

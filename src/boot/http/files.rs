@@ -5,12 +5,13 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::sendfile::sendfile;
 
 use super::request::Head;
@@ -73,8 +74,9 @@ fn is_hidden(segments: &[&str], cfg: &ServerConfig) -> bool {
     false
 }
 
-/// Map a request to a file under the root, or the status refusing it.
-pub(super) fn resolve_static(req: &Request, shared: &Shared) -> Result<PathBuf, u16> {
+/// Map a request to a file under the root, opened, with the path it really names;
+/// or the status refusing it.
+pub(super) fn resolve_static(req: &Request, shared: &Shared) -> Result<(File, PathBuf), u16> {
     let raw_lower = req.raw_path.to_ascii_lowercase();
     if raw_lower.contains("%2f") || raw_lower.contains("%5c") || req.path.contains('\\') {
         return Err(403);
@@ -93,6 +95,26 @@ pub(super) fn resolve_static(req: &Request, shared: &Shared) -> Result<PathBuf, 
     if is_hidden(&segments, &shared.cfg) {
         return Err(404);
     }
+    if let Some(root_fd) = &shared.root_fd {
+        let rel = segments.join("/");
+        let how = OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        match openat2(root_fd, rel.as_str(), how) {
+            Ok(fd) => {
+                let file = File::from(fd);
+                // the path the descriptor names: a symlink to a hidden file stays hidden
+                let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+                    .map_err(|_| 404u16)?;
+                check_real(&real, shared)?;
+                return Ok((file, real));
+            }
+            Err(Errno::ENOSYS) => {} // kernel < 5.6: the checks below
+            Err(Errno::EXDEV) => return Err(403), // a step out of the tree
+            Err(Errno::EACCES | Errno::EPERM) => return Err(403),
+            Err(_) => return Err(404),
+        }
+    }
     let mut path = shared.root.clone();
     path.extend(&segments);
     let real = match path.canonicalize() {
@@ -100,6 +122,21 @@ pub(super) fn resolve_static(req: &Request, shared: &Shared) -> Result<PathBuf, 
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Err(403),
         Err(_) => return Err(404),
     };
+    check_real(&real, shared)?;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(&real)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Err(403),
+        Err(_) => return Err(404),
+    };
+    Ok((file, real))
+}
+
+/// A resolved path must be below the root and not hidden.
+fn check_real(real: &Path, shared: &Shared) -> Result<(), u16> {
     let Ok(rel) = real.strip_prefix(&shared.root) else {
         return Err(403);
     };
@@ -111,7 +148,14 @@ pub(super) fn resolve_static(req: &Request, shared: &Shared) -> Result<PathBuf, 
     if is_hidden(&real_segments, &shared.cfg) {
         return Err(404);
     }
-    Ok(real)
+    Ok(())
+}
+
+/// `"INODE-SIZE-MTIME_NS"` in hex: changes with any new file renamed in place
+/// (a new generation) and with any write (nanosecond mtime).
+pub(super) fn strong_etag(meta: &std::fs::Metadata) -> String {
+    let ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    format!("\"{:x}-{:x}-{:x}\"", meta.ino(), meta.len(), ns.max(0))
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -192,6 +236,7 @@ pub(super) fn parse_range(value: &str, size: u64) -> RangeSpec {
 pub(super) fn serve_file(
     conn: &mut Conn,
     head: &Head,
+    file: File,
     path: &Path,
     head_only: bool,
     keep_alive: bool,
@@ -206,16 +251,6 @@ pub(super) fn serve_file(
             keep_alive: keep_alive && ok,
         }
     };
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(OFlag::O_NOFOLLOW.bits())
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return fail(conn, 403),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return fail(conn, 404),
-        Err(_) => return fail(conn, 404),
-    };
     let meta = match file.metadata() {
         Ok(m) => m,
         Err(_) => return fail(conn, 500),
@@ -226,11 +261,7 @@ pub(super) fn serve_file(
     let size = meta.len();
     let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
     let last_modified = http_date(mtime);
-    let secs = mtime
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let etag = format!("\"{size:x}-{secs:x}\"");
+    let etag = strong_etag(&meta);
 
     let not_modified = match head.header("if-none-match") {
         Some(inm) => inm.split(',').any(|t| {
@@ -262,7 +293,8 @@ pub(super) fn serve_file(
         None => RangeSpec::Whole,
     };
     if let Some(cond) = head.header("if-range") {
-        if cond != etag && cond != last_modified {
+        // strong comparison only (RFC 9110 13.1.5): a weak tag never matches
+        if cond.trim() != etag && cond.trim() != last_modified {
             range = RangeSpec::Whole;
         }
     }

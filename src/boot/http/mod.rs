@@ -28,11 +28,20 @@
 //!    (a directory hides everything below it), names matching a glob of
 //!    [`ServerConfig::deny_names`], and whatever [`ServerConfig::deny`]
 //!    returns `true` for;
-//! 3. the path is resolved with `canonicalize`; a result outside the
-//!    (canonical) root -> **403** (a symlink leaving the tree); the resolved
-//!    path is checked against rule 2 again (a symlink to a hidden file);
-//! 4. directories and non-regular files -> 404 (no listings); the file is
-//!    opened with `O_NOFOLLOW`.
+//! 3. the file is opened with `openat2(2)` from a descriptor of the root,
+//!    `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`: the kernel refuses any step
+//!    out of the tree (a symlink leaving it -> **403**) in the same call that
+//!    opens, so no rename between a check and the open can swap a symlink in;
+//!    the path the descriptor really names (`/proc/self/fd`) is checked
+//!    against rule 2 again (a symlink to a hidden file). Where the kernel has
+//!    no `openat2` (ENOSYS, Linux < 5.6) the path is resolved with
+//!    `canonicalize`, checked to be inside the root and opened `O_NOFOLLOW`;
+//! 4. directories and non-regular files -> 404 (no listings).
+//!
+//! Validators: the `ETag` is strong, `"INODE-SIZE-MTIME_NS"` (hex): a new
+//! generation (a new file renamed in place) never shares it, so a resume with
+//! `If-Range` across generations gets the whole new file (`200`) instead of
+//! a splice of two.
 //!
 //! Limits: request head (request line and headers) at most 8 KiB (`414` when
 //! the request line alone does not fit, `431` otherwise), at most 100 header
@@ -62,6 +71,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -75,6 +85,7 @@ mod response;
 mod tests;
 
 use files::{resolve_static, serve_file};
+use nix::fcntl::OFlag;
 use request::{build_request, find_head_end, parse_head, wants_keep_alive, Head, HeadError};
 use response::{error_response, http_date, write_response};
 
@@ -82,6 +93,8 @@ use response::{error_response, http_date, write_response};
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Most header lines accepted in one request.
 pub const MAX_HEADERS: usize = 100;
+/// Descriptors kept aside beyond two per connection (listener, logs, ...).
+const SPARE_FDS: u64 = 64;
 /// Connections beyond `max_connections` answered 503 at the same time.
 const MAX_REFUSERS: usize = 64;
 const LOG_TARGET: &str = "disklessset::http";
@@ -122,13 +135,13 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Defaults: 256 connections, 10 s for a request head, 30 s idle,
+    /// Defaults: 10000 connections, 10 s for a request head, 30 s idle,
     /// 60 s per write, 1000 requests per connection, 5 s shutdown grace.
     pub fn new(root: impl Into<PathBuf>, listen: SocketAddr) -> Self {
         ServerConfig {
             root: root.into(),
             listen,
-            max_connections: 256,
+            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(60),
@@ -311,6 +324,7 @@ pub struct Server {
     addr: SocketAddr,
     cfg: ServerConfig,
     root: PathBuf,
+    root_fd: Option<OwnedFd>,
     dynamic: Arc<dyn DynamicHandler>,
     stats: Arc<ServerStats>,
 }
@@ -318,6 +332,8 @@ pub struct Server {
 struct Shared {
     cfg: ServerConfig,
     root: PathBuf,
+    /// The root opened `O_PATH`, the base of every `openat2`.
+    root_fd: Option<OwnedFd>,
     dynamic: Arc<dyn DynamicHandler>,
     shutdown: Arc<AtomicBool>,
     stats: Arc<ServerStats>,
@@ -346,6 +362,23 @@ pub fn bind(cfg: ServerConfig, dynamic: Arc<dyn DynamicHandler>) -> Result<Serve
             path: cfg.root.clone(),
         });
     }
+    let root_fd = nix::fcntl::open(
+        &root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok();
+    // two descriptors per connection (socket, file) and some spare
+    let want = (cfg.max_connections as u64)
+        .saturating_mul(2)
+        .saturating_add(SPARE_FDS);
+    match crate::sys::proc::raise_nofile_limit() {
+        Some(limit) if limit < want => {
+            tracing::warn!(target: LOG_TARGET, limit, max_connections = cfg.max_connections,
+                "the open-files limit is below two per connection: raise it (ulimit -Hn, LimitNOFILE=) or lower max_connections");
+        }
+        _ => {}
+    }
     let listener = TcpListener::bind(cfg.listen).map_err(|source| HttpError::Bind {
         addr: cfg.listen,
         source,
@@ -359,6 +392,7 @@ pub fn bind(cfg: ServerConfig, dynamic: Arc<dyn DynamicHandler>) -> Result<Serve
         addr,
         cfg,
         root,
+        root_fd,
         dynamic,
         stats: Arc::new(ServerStats::default()),
     })
@@ -392,6 +426,7 @@ impl Server {
             addr,
             cfg,
             root,
+            root_fd,
             dynamic,
             stats,
         } = self;
@@ -399,6 +434,7 @@ impl Server {
         let shared = Arc::new(Shared {
             cfg,
             root,
+            root_fd,
             dynamic,
             shutdown: Arc::clone(&shutdown),
             stats,
@@ -729,9 +765,10 @@ fn process(conn: &mut Conn, head: &Head, shared: &Shared) -> Outcome {
         return respond(conn, resp, keep_alive);
     }
     match resolve_static(&req, shared) {
-        Ok(path) => serve_file(
+        Ok((file, path)) => serve_file(
             conn,
             head,
+            file,
             &path,
             head_only,
             keep_alive,

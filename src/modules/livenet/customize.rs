@@ -264,8 +264,10 @@ fn run_playbook(ctx: &Ctx, name: &str, w: &WorkPaths, cmd: &Cmd, log: &Path) -> 
             let _ = writeln!(f, "{l}");
         }
     }));
+    // both planted files resolved inside the tree (`usr/sbin` or `etc` may be links)
+    let in_tree = |rel: &str| fsutil::path_in_root(&w.mnt, rel).at(w.mnt.join(rel));
     let _policy = Planted::plant(
-        &w.mnt.join("usr/sbin/policy-rc.d"),
+        &in_tree("usr/sbin/policy-rc.d")?,
         b"#!/bin/sh\n# disklessset: no service starts while a playbook runs in this image\nexit 101\n",
         0o755,
     )?;
@@ -273,11 +275,7 @@ fn run_playbook(ctx: &Ctx, name: &str, w: &WorkPaths, cmd: &Cmd, log: &Path) -> 
         None
     } else {
         match std::fs::read("/etc/resolv.conf") {
-            Ok(data) => Some(Planted::plant(
-                &w.mnt.join("etc/resolv.conf"),
-                &data,
-                0o644,
-            )?),
+            Ok(data) => Some(Planted::plant(&in_tree("etc/resolv.conf")?, &data, 0o644)?),
             Err(_) => None,
         }
     };
