@@ -16,6 +16,7 @@ PKGS=(
   python3
   ansible
   ipmitool libvirt-daemon-system libvirt-clients python3-libvirt python3-venv
+  ovmf systemd-boot-efi extlinux syslinux-common dosfstools fdisk mtools  # issue 16: UEFI boots, install to disk
 )
 missing=()
 for p in "${PKGS[@]}"; do
