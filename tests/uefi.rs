@@ -244,3 +244,122 @@ fn quick_start_image_boots_under_bios_and_uefi_and_disk_hands_over_under_uefi() 
     );
     eprintln!("boot times:\n  {}", times.join("\n  "));
 }
+
+/// nfs-ganesha on 127.0.0.1:PORT serving the tool's generated exports (as tests/nfs.rs).
+struct Ganesha(Child);
+
+impl Drop for Ganesha {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ganesha(dir: &Path, exports: &Path, port: u16) -> Ganesha {
+    let conf = dir.join("ganesha.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "NFS_CORE_PARAM {{ Protocols = 4; NFS_Port = {port}; Bind_addr = 127.0.0.1; Enable_NLM = false; Enable_RQUOTA = false; }}\n\
+             NFSV4 {{ Graceless = true; Allow_Numeric_Owners = true; Only_Numeric_Owners = true; }}\n\
+             %include \"{}\"\n",
+            exports.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("ganesha.nfsd")
+        .arg("-F")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-L")
+        .arg(dir.join("ganesha.log"))
+        .arg("-p")
+        .arg(dir.join("ganesha.pid"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ganesha.nfsd (apt-get install nfs-ganesha nfs-ganesha-vfs)");
+    let g = Ganesha(child);
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "nfs-ganesha did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    g
+}
+
+#[test]
+fn nfs_golden_image_boots_under_bios_and_uefi() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: not root");
+        return;
+    }
+    let s = Store::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let cfg = s.root().join("config.yaml");
+    std::fs::create_dir_all(s.root().join("ganesha")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "nfs_server_kind: ganesha\nnfs_server: 10.0.2.2\nnfs_mount_options: vers=4.1,port={port}\nganesha_pid_file: {}\n",
+            s.root().join("ganesha/ganesha.pid").display()
+        ),
+    )
+    .unwrap();
+    let c = cfg.display().to_string();
+    std::fs::write(
+        s.root().join("nodes.yml"),
+        "u1: {mac: '52:54:00:cc:01:01'}\n",
+    )
+    .unwrap();
+    s.ok(&[
+        "--config", &c, "nfs", "staging", "create", "ust", "--type", "core",
+    ]);
+    s.ok(&[
+        "--config", &c, "nfs", "golden", "create", "ugold", "--from", "ust",
+    ]);
+    s.ok(&["--config", &c, "nfs", "nodes", "add", "ugold", "u1"]);
+    let _g = ganesha(
+        &s.root().join("ganesha"),
+        &s.root().join("exports/disklessset.ganesha.conf"),
+        port,
+    );
+    bootset(
+        &s,
+        &["--config", &c, "-n", "u1", "-b", "diskless", "-i", "ugold"],
+    );
+    let srv = Serve::start(&s);
+    let mut times = Vec::new();
+    for fw in Firmware::BOTH {
+        let mut vm = VmBoot::new(
+            srv.url(),
+            s.root().join(format!("u1-{}.log", fw.tag())),
+            "booted (kernel",
+        );
+        vm.firmware = fw;
+        vm.mac = "52:54:00:cc:01:01".into();
+        vm.timeout = Duration::from_secs(600);
+        let r = boot_until_marker(&vm)
+            .unwrap_or_else(|e| panic!("ugold did not boot over NFS under {}: {e}", fw.tag()));
+        assert!(
+            r.log.contains("disklessset: u1 boots diskless image ugold"),
+            "chain not followed under {}",
+            fw.tag()
+        );
+        assert!(r.log.contains("root=nfs:"), "not an NFS root: {}", r.log);
+        times.push(format!(
+            "NFS golden, own initramfs, {}: power-on to marker {:.1} s",
+            fw.tag(),
+            r.elapsed_secs
+        ));
+        eprintln!("{}", times.last().unwrap());
+    }
+    eprintln!("boot times:\n  {}", times.join("\n  "));
+}
