@@ -7,7 +7,7 @@
 #   dl.install.disk=NAME         disk of /sys/block (default: the first non-removable)
 #   dl.install.wipe=1            allow a disk that holds partitions or a signature
 #   dl.install.layout=esp:256,swap:1024,root:rest   partitions in MiB, in order
-#   dl.install.kernel=URL dl.install.initrd=URL     what the disk boots
+#   dl.install.kernel=URL dl.install.initramfs=URL     what the disk boots
 #   dl.install.report=URL        POSTed to when the disk is ready (the server then
 #                                flips the node to `disk`)
 # Layout on the disk (GPT): the ESP (FAT32) holds the kernel, the initramfs, systemd-boot
@@ -144,7 +144,7 @@ ${_sz}type=L, name=root" ;;
     mkdir -p "$E"
     mount -t vfat "$ESP" "$E" || die "install: mount of the ESP $ESP (vfat) failed: vfat/nls modules missing?"
     fetch "$DL_INSTALL_KERNEL" "$E/vmlinuz"
-    fetch "$DL_INSTALL_INITRD" "$E/initrd.img"
+    fetch "$DL_INSTALL_INITRAMFS" "$E/initrd.img"
     # The installed system's command line: this one without the network boot's args.
     _args="root=UUID=$ROOT_UUID rw"
     set -f

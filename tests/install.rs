@@ -129,8 +129,8 @@ fn install_to_disk_under_bios_and_uefi_and_refuse_a_used_disk() {
     assert!(bootset(&s, &["-s", "i3"]).contains("install ins: i3"));
 
     for (fw, node, mac) in [
-        (Firmware::Bios, "i1", "52:54:00:dd:00:01"),
         (Firmware::Uefi, "i2", "52:54:00:dd:00:02"),
+        (Firmware::Bios, "i1", "52:54:00:dd:00:01"),
     ] {
         let disk = s.root().join(format!("{node}-disk.img"));
         empty_disk(&disk);

@@ -134,7 +134,9 @@ pub fn kernel_args(cfg: &Config, vars: &BTreeMap<String, String>, a: &Assign) ->
         "dl.install=1".to_string(),
         format!("dl.install.layout={}", layout_arg(&layout)),
         format!("dl.install.kernel=${{dls-base}}/{kernels}/vmlinuz-{kver}"),
-        format!("dl.install.initrd=${{dls-base}}/{kernels}/{initrd}"),
+        // Not `...initrd=`: the kernel's EFI stub loads any `initrd=` it finds in the
+        // command line, even as the tail of another parameter.
+        format!("dl.install.initramfs=${{dls-base}}/{kernels}/{initrd}"),
     ];
     if let Some(d) = vars.get("install_disk") {
         let d = d.trim_start_matches("/dev/");
@@ -175,6 +177,13 @@ pub fn mark_installed(cfg: &Config, node: &str, report: &str) -> Result<String> 
         .lines()
         .find_map(|l| l.strip_prefix("set node-image "))
         .map(|s| s.trim().to_string());
+    let rec = installed_record(cfg, node);
+    if text.lines().any(|l| l == "set dls-boot-type disk") && rec.is_file() {
+        // A repeated report (the installer retries when it missed the answer).
+        return Ok(format!(
+            "node {node} installed (already recorded); next boot: disk\n"
+        ));
+    }
     if !text.lines().any(|l| l == "set dls-boot-type install") {
         return Err(Error::invalid(format!(
             "node {node} is not assigned `install`: report ignored"
@@ -189,7 +198,6 @@ pub fn mark_installed(cfg: &Config, node: &str, report: &str) -> Result<String> 
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let rec = installed_record(cfg, node);
     if let Some(dir) = rec.parent() {
         fsutil::ensure_dir(dir)?;
     }
