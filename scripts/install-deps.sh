@@ -18,6 +18,7 @@ PKGS=(
   ipmitool libvirt-daemon-system libvirt-clients python3-libvirt python3-venv
   rsync nginx openssh-client   # replicas: rsync pushes, nginx serves them in the tests (issue 17)
   wrk nginx   # issue 11: scripts/bench-storm.sh (storm of keep-alive clients, nginx for comparison)
+  ovmf systemd-boot-efi extlinux syslinux-common dosfstools fdisk mtools  # issue 16: UEFI boots, install to disk
 )
 missing=()
 for p in "${PKGS[@]}"; do

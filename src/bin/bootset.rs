@@ -20,7 +20,7 @@ struct Cli {
     /// Nodes, in ClusterShell syntax: c[001-100],login1 rack[1-2]n[01-04] @group
     #[arg(short = 'n', long = "nodes", value_name = "NODESET")]
     nodes: Option<String>,
-    /// Boot type: exactly one of osdeploy, diskless, next, clone, clonedeploy, disk
+    /// Boot type: exactly one of osdeploy, diskless, next, clone, clonedeploy, disk, install
     #[arg(short = 'b', long = "boot", value_name = "TYPE")]
     boot: Option<String>,
     /// Diskless image (must exist, be created and have an initramfs)
@@ -40,6 +40,10 @@ struct Cli {
     /// Status: nodes folded per boot type and image (optionally only NODESET)
     #[arg(short = 's', long = "status", value_name = "NODESET", num_args = 0..=1, default_missing_value = "")]
     status: Option<String>,
+    /// With -b install: the installer may repartition a disk that already holds
+    /// partitions (without it, such a disk is refused and left untouched)
+    #[arg(long)]
+    wipe: bool,
     /// Then boot the nodes now through their BMCs (`bmc:` in the inventory): next boot
     /// PXE once, then a power cycle (power on when off)
     #[arg(long)]
@@ -166,6 +170,7 @@ fn run(cli: Cli) -> Result<i32> {
             Some(f) => NetMode::parse(f)?,
             None => NetMode::Default,
         },
+        wipe: cli.wipe,
     };
     if cli.reboot {
         let req = Request::BootsetReboot {

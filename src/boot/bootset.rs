@@ -28,16 +28,19 @@ pub enum BootType {
     Clone,
     Clonedeploy,
     Disk,
+    /// Write the image to the node's disk (own initramfs in install mode), then `disk`.
+    Install,
 }
 
 impl BootType {
-    pub const ALL: [BootType; 6] = [
+    pub const ALL: [BootType; 7] = [
         BootType::Osdeploy,
         BootType::Diskless,
         BootType::Next,
         BootType::Clone,
         BootType::Clonedeploy,
         BootType::Disk,
+        BootType::Install,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +51,7 @@ impl BootType {
             BootType::Clone => "clone",
             BootType::Clonedeploy => "clonedeploy",
             BootType::Disk => "disk",
+            BootType::Install => "install",
         }
     }
 
@@ -94,6 +98,8 @@ pub struct Assign {
     pub image: Option<String>,
     pub extra: Option<String>,
     pub net: NetMode,
+    /// `-b install --wipe`: the installer may repartition a disk that holds partitions.
+    pub wipe: bool,
 }
 
 /// What a run changed.
@@ -236,6 +242,8 @@ pub fn render_node(cfg: &Config, inv: &Inventory, node: &Node, a: &Assign) -> Re
     v.insert("base_url", static_base(cfg));
     v.insert("images_path", rel_to_web(cfg, &cfg.images_dir));
     v.insert("menu", render_menu(cfg.boot_menu_timeout_ms, a.boot_type));
+    v.insert("install_args", super::install::kernel_args(cfg, &vars, a)?);
+    v.insert("kernels_path", rel_to_web(cfg, &cfg.kernels_dir));
     let text = render(NODE_TEMPLATE, &v)?;
     // `set NAME` with nothing after it is an error in some iPXE builds: clear instead.
     Ok(text
@@ -431,6 +439,13 @@ pub fn assign(ctx: &Ctx, a: &Assign) -> Result<AssignReport> {
             return Err(Error::invalid("-b diskless needs -i IMAGE"));
         }
         (BootType::Diskless, Some(i)) => check_image(cfg, i)?,
+        (BootType::Install, None) => {
+            return Err(Error::invalid("-b install needs -i IMAGE"));
+        }
+        (BootType::Install, Some(i)) => {
+            check_image(cfg, i)?;
+            super::install::check_image(cfg, i)?;
+        }
         (_, Some(i)) => crate::names::image(i)?,
         _ => {}
     }
@@ -582,6 +597,7 @@ mod tests {
             image: Some("img".into()),
             extra: Some("panic=10".into()),
             net: NetMode::Network,
+            wipe: false,
         };
         let s = render_node(&cfg, &inv, &inv.nodes["c1"], &a).unwrap();
         assert!(!s.contains("{{"), "{s}");
@@ -655,6 +671,7 @@ mod tests {
             image: Some("img".into()),
             extra: None,
             net: NetMode::Dhcp,
+            wipe: false,
         };
         let s = render_node(&cfg, &inv, &inv.nodes["c1"], &a).unwrap();
         let ia = s.find("set dls-base http://10.0.1.1\n").expect(&s);

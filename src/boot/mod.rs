@@ -1,6 +1,7 @@
 //! Booting nodes: iPXE scripts (image scripts, bootset's entry and node scripts) and the HTTP boot server.
 pub mod bootset;
 pub mod http;
+pub mod install;
 pub mod ipxe;
 pub mod replicate;
 pub mod serve;

@@ -7,8 +7,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::boot::bootset;
 use crate::boot::http::{self, DynamicHandler, Request, Response, Server, ServerConfig};
+use crate::boot::{bootset, install};
 use crate::cluster::inventory::{normalize_mac, Inventory};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -85,6 +85,17 @@ fn valid_host(h: &str) -> bool {
 
 impl DynamicHandler for BootHandler {
     fn handle(&self, req: &Request) -> Option<Response> {
+        if req.method == "POST" {
+            // The installer's report (boot type `install`): flip the node to `disk`.
+            let node = req.path.strip_prefix("/installed/")?;
+            return Some(match install::mark_installed(&self.cfg, node, "ok") {
+                Ok(s) => Response::text(200, s),
+                Err(e) => {
+                    tracing::warn!("serve: install report for {node:?}: {e}");
+                    Response::text(409, format!("{e}\n"))
+                }
+            });
+        }
         if req.method != "GET" && req.method != "HEAD" {
             return None;
         }

@@ -58,6 +58,18 @@ pub const DEFAULT_WANTED: &[&str] = &[
 /// only loads them for `root=nfs:`/`dl.upper=nfs:`).
 pub const NFS_WANTED: &[&str] = &["nfsv4", "sunrpc"];
 
+/// Modules for a local disk (boot type `install` and an installed node's local root):
+/// SATA/NVMe disks, and the ESP's FAT with its code pages.
+pub const DISK_WANTED: &[&str] = &[
+    "ahci",
+    "sd_mod",
+    "nvme",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
+    "nls_utf8",
+];
+
 /// Errors while resolving or reading kernel modules.
 #[derive(Debug, thiserror::Error)]
 pub enum KmodError {

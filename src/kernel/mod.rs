@@ -1,6 +1,7 @@
 //! Kernels and initramfs files in the kernels dir.
 pub mod cpio;
 pub mod dracut;
+pub mod elfdeps;
 pub mod kmods;
 pub mod own;
 pub mod publish;

@@ -28,6 +28,27 @@ use super::kmods::{self, KmodError};
 pub const INIT_SCRIPT: &str = include_str!("../../initramfs/init");
 /// The shipped udhcpc event script (initramfs/udhcpc.script).
 pub const UDHCPC_SCRIPT: &str = include_str!("../../initramfs/udhcpc.script");
+/// The installer (boot type `install`), sourced by /init with `dl.install=1`.
+pub const INSTALL_SCRIPT: &str = include_str!("../../initramfs/install.sh");
+/// Host tools the installer runs, copied with their libraries when present on the
+/// build host (host path, name in /bin). A missing one is reported by the installer
+/// at install time, naming the package; diskless boots never need them.
+pub const INSTALL_TOOLS: &[(&str, &str)] = &[
+    ("/usr/sbin/sfdisk", "sfdisk"),
+    ("/usr/sbin/mke2fs", "mkfs.ext4"),
+    ("/usr/sbin/mkfs.fat", "mkfs.vfat"),
+    ("/usr/bin/extlinux", "extlinux"),
+];
+/// Boot loader files the installer writes (host path, name in
+/// /usr/share/disklessset-install): systemd-boot (Debian systemd-boot-efi) and the
+/// GPT MBR of syslinux (Debian extlinux/syslinux-common).
+pub const INSTALL_DATA: &[(&str, &str)] = &[
+    (
+        "/usr/lib/systemd/boot/efi/systemd-bootx64.efi",
+        "BOOTX64.EFI",
+    ),
+    ("/usr/lib/EXTLINUX/gptmbr.bin", "gptmbr.bin"),
+];
 /// Debian's `busybox-static` (the non-static `busybox` package installs the same path).
 pub const DEFAULT_BUSYBOX: &str = "/bin/busybox";
 
@@ -67,6 +88,13 @@ pub const APPLETS: &[&str] = &[
     "udhcpc",
     "uname",
     "wget",
+    // the installer (initramfs/install.sh) and the local root
+    "awk",
+    "basename",
+    "cut",
+    "dd",
+    "findfs",
+    "mkswap",
     // rescue shell
     "cp",
     "df",
@@ -359,8 +387,9 @@ pub fn build_own_initramfs(
     let base = kmods::resolve(&opts.image_root, kver, &wanted).map_err(modules_err)?;
     // NFS group: what the NFS client needs beyond the base set, in load order.
     let nfs_only: Vec<kmods::KernelModule> = if opts.nfs {
-        wanted.extend_from_slice(kmods::NFS_WANTED);
-        kmods::resolve(&opts.image_root, kver, &wanted)
+        let mut w = wanted.clone();
+        w.extend_from_slice(kmods::NFS_WANTED);
+        kmods::resolve(&opts.image_root, kver, &w)
             .map_err(modules_err)?
             .modules
             .into_iter()
@@ -369,6 +398,44 @@ pub fn build_own_initramfs(
     } else {
         Vec::new()
     };
+    // Disk group: local disks and the ESP's FAT (install, installed local root).
+    let disk_only: Vec<kmods::KernelModule> = {
+        // Each only if this kernel has it (a trimmed image may lack nvme or FAT).
+        let mut w = wanted.clone();
+        w.extend(
+            kmods::DISK_WANTED
+                .iter()
+                .filter(|m| kmods::resolve(&opts.image_root, kver, &[**m]).is_ok()),
+        );
+        kmods::resolve(&opts.image_root, kver, &w)
+            .map_err(modules_err)?
+            .modules
+            .into_iter()
+            .filter(|m| !base.modules.iter().any(|b| b.name == m.name))
+            .collect()
+    };
+    // The installer's host tools and their libraries (those present on this host).
+    let mut tools: Vec<(String, Vec<u8>)> = Vec::new();
+    for (host, name) in INSTALL_TOOLS {
+        let Ok(all) = crate::kernel::elfdeps::with_libs(Path::new(host)) else {
+            continue;
+        };
+        for (i, (p, data)) in all.into_iter().enumerate() {
+            let rel = if i == 0 {
+                format!("bin/{name}")
+            } else {
+                p.display().to_string().trim_start_matches('/').to_string()
+            };
+            if !tools.iter().any(|(r, _)| *r == rel) {
+                tools.push((rel, data));
+            }
+        }
+    }
+    for (host, name) in INSTALL_DATA {
+        if let Ok(data) = fs::read(host) {
+            tools.push((format!("usr/share/disklessset-install/{name}"), data));
+        }
+    }
 
     // Assemble the cpio in memory (a few MB) so that compression can be chosen freely.
     let archive_err = |source| OwnInitramfsError::Archive {
@@ -396,6 +463,25 @@ pub fn build_own_initramfs(
             .map_err(archive_err)?;
         w.file("etc/udhcpc.script", 0o755, opts.udhcpc_script.as_bytes())
             .map_err(archive_err)?;
+        w.file("etc/install.sh", 0o644, INSTALL_SCRIPT.as_bytes())
+            .map_err(archive_err)?;
+        let mut dirs: Vec<String> = Vec::new();
+        for (rel, data) in &tools {
+            let mut acc = String::new();
+            let parts: Vec<&str> = rel.split('/').collect();
+            for comp in &parts[..parts.len() - 1] {
+                if !acc.is_empty() {
+                    acc.push('/');
+                }
+                acc.push_str(comp);
+                let exists = ["bin", "etc", "lib"].contains(&acc.as_str());
+                if !exists && !dirs.contains(&acc) {
+                    w.dir(&acc, 0o755).map_err(archive_err)?;
+                    dirs.push(acc.clone());
+                }
+            }
+            w.file(rel, 0o755, data).map_err(archive_err)?;
+        }
         w.file(
             "etc/disklessset-kver",
             0o644,
@@ -405,6 +491,7 @@ pub fn build_own_initramfs(
         for (list, group) in [
             ("etc/modules.order", &base.modules),
             ("etc/modules.nfs", &nfs_only),
+            ("etc/modules.disk", &disk_only),
         ] {
             let mut order = String::new();
             for m in group {
@@ -427,7 +514,7 @@ pub fn build_own_initramfs(
         output: opts.output.clone(),
         size_bytes,
         uncompressed_bytes: cpio.len() as u64,
-        module_count: base.modules.len() + nfs_only.len(),
+        module_count: base.modules.len() + nfs_only.len() + disk_only.len(),
         modules: base.modules.iter().map(|m| m.name.clone()).collect(),
         nfs_modules: nfs_only.iter().map(|m| m.name.clone()).collect(),
         builtin_skipped: base.builtin,

@@ -26,9 +26,44 @@ pub const QEMU: &str = "qemu-system-x86_64";
 /// Lines of serial log included in a failure.
 pub const TAIL_LINES: usize = 60;
 
+/// The firmware a VM boots under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS (QEMU's default) with the iPXE PXE ROM of Debian's ipxe-qemu.
+    Bios,
+    /// OVMF (Debian `ovmf`, q35, pflash code + a per-VM copy of the variables) with
+    /// the combined iPXE EFI ROM of ipxe-qemu (`efi-virtio.rom`).
+    Uefi,
+}
+
+impl Firmware {
+    /// Both, for tests that prove a path under each.
+    pub const BOTH: [Firmware; 2] = [Firmware::Bios, Firmware::Uefi];
+
+    /// `bios` / `uefi`, for log names and figures.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Firmware::Bios => "bios",
+            Firmware::Uefi => "uefi",
+        }
+    }
+}
+
+/// OVMF's code (read-only) and the variable store template copied per VM.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+/// The iPXE EFI ROM for virtio-net (ipxe-qemu ships EFI+PXE combined ROMs).
+pub const IPXE_EFI_ROM: &str = "/usr/lib/ipxe/qemu/efi-virtio.rom";
+
 /// One VM boot.
 #[derive(Debug, Clone)]
 pub struct VmBoot {
+    /// Firmware: SeaBIOS or OVMF.
+    pub firmware: Firmware,
+    /// Raw disk images attached as virtio-blk, boot entries after the NIC (in order).
+    pub disks: Vec<PathBuf>,
+    /// Let a guest reboot stay in the same QEMU run (default: a reboot ends QEMU).
+    pub allow_reboot: bool,
     /// DHCP bootfile, e.g. `http://10.0.2.2:8080/boot.ipxe`.
     pub bootfile_url: String,
     /// NIC MAC address, e.g. `52:54:00:12:34:56`.
@@ -55,6 +90,9 @@ impl VmBoot {
         marker: impl Into<String>,
     ) -> Self {
         Self {
+            firmware: Firmware::Bios,
+            disks: Vec::new(),
+            allow_reboot: false,
             bootfile_url: bootfile_url.into(),
             mac: "52:54:00:12:34:56".into(),
             memory_mib: 2048,
@@ -164,21 +202,65 @@ pub fn qemu_args(cfg: &VmBoot, sercon_file: &Path) -> Vec<String> {
         "-display".into(),
         "none".into(),
         "-nodefaults".into(),
-        "-no-reboot".into(),
         "-serial".into(),
         format!("file:{}", cfg.serial_log.display()),
-        // SeaBIOS and iPXE print to the serial port 0x3f8 with this.
-        "-fw_cfg".into(),
-        format!("name=etc/sercon-port,file={}", sercon_file.display()),
         "-netdev".into(),
         format!("user,id=n0,bootfile={}", qemu_escape(&cfg.bootfile_url)),
-        "-device".into(),
-        format!("virtio-net-pci,netdev=n0,mac={}", qemu_escape(&cfg.mac)),
-        "-boot".into(),
-        "n".into(),
     ];
+    if !cfg.allow_reboot {
+        a.push("-no-reboot".into());
+    }
+    match cfg.firmware {
+        Firmware::Bios => {
+            a.extend([
+                // SeaBIOS and iPXE print to the serial port 0x3f8 with this.
+                "-fw_cfg".into(),
+                format!("name=etc/sercon-port,file={}", sercon_file.display()),
+                "-device".into(),
+                format!(
+                    "virtio-net-pci,netdev=n0,mac={},bootindex=0",
+                    qemu_escape(&cfg.mac)
+                ),
+            ]);
+        }
+        Firmware::Uefi => {
+            // OVMF writes its console (and iPXE's) to the serial port itself.
+            a.extend([
+                "-machine".into(),
+                "q35".into(),
+                "-drive".into(),
+                format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"),
+                "-drive".into(),
+                format!(
+                    "if=pflash,format=raw,unit=1,file={}",
+                    qemu_escape(&ovmf_vars_path(cfg).display().to_string())
+                ),
+                "-device".into(),
+                format!(
+                    "virtio-net-pci,netdev=n0,mac={},romfile={IPXE_EFI_ROM},bootindex=0",
+                    qemu_escape(&cfg.mac)
+                ),
+            ]);
+        }
+    }
+    for (i, d) in cfg.disks.iter().enumerate() {
+        a.extend([
+            "-drive".into(),
+            format!(
+                "if=none,id=disk{i},format=raw,file={}",
+                qemu_escape(&d.display().to_string())
+            ),
+            "-device".into(),
+            format!("virtio-blk-pci,drive=disk{i},bootindex={}", i + 1),
+        ]);
+    }
     a.extend(cfg.extra_args.iter().cloned());
     a
+}
+
+/// The per-VM copy of OVMF's variable store (next to the serial log).
+pub fn ovmf_vars_path(cfg: &VmBoot) -> PathBuf {
+    cfg.serial_log.with_extension("ovmf-vars.fd")
 }
 
 /// Boot the VM and wait for the marker on the serial console.
@@ -196,6 +278,9 @@ pub fn boot_until_marker(cfg: &VmBoot) -> Result<VmRun, VmError> {
             fs::create_dir_all(dir)?;
         }
         fs::write(&sercon, [0xf8u8, 0x03])?;
+        if cfg.firmware == Firmware::Uefi {
+            fs::copy(OVMF_VARS, ovmf_vars_path(cfg))?;
+        }
         Ok((fs::File::create(log)?, fs::File::create(&stderr_path)?))
     })();
     let (_, stderr_file) = prep.map_err(|e| VmError {
@@ -214,7 +299,7 @@ pub fn boot_until_marker(cfg: &VmBoot) -> Result<VmRun, VmError> {
         .map_err(|e| {
             fail(
                 format!(
-                    "cannot start {QEMU}: {e} (install Debian's qemu-system-x86 and ipxe-qemu)"
+                    "cannot start {QEMU}: {e} (install Debian's qemu-system-x86, ipxe-qemu and ovmf: scripts/install-deps.sh)"
                 ),
                 &stderr_path,
             )

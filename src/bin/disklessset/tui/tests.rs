@@ -540,6 +540,7 @@ fn bootset_status_and_images_nodes_column() {
                 image: None,
                 extra: None,
                 net: NetMode::Default,
+                wipe: false,
             },
         )
         .expect("bootset");
