@@ -91,6 +91,8 @@ fn raw(b: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryType, link: &s
         return;
     }
     h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
     h.set_size(data.len() as u64);
     h.set_cksum();
     b.append(&h, data).unwrap();
@@ -101,7 +103,8 @@ fn hostile_tarballs_are_refused_naming_the_entry_and_leave_nothing() {
     let s = Store::new();
     s.ok(&["list"]);
     let before = files(s.root());
-    let cases: [(&str, Vec<(&str, tar::EntryType, &str)>, &str); 4] = [
+    type Entries<'a> = Vec<(&'a str, tar::EntryType, &'a str)>;
+    let cases: [(&str, Entries, &str); 4] = [
         (
             "dotdot",
             vec![
@@ -204,6 +207,8 @@ fn tar_bytes(entries: &[(&str, &[u8])], whiteouts: &[&str]) -> Vec<u8> {
         let mut h = tar::Header::new_gnu();
         h.set_path(name).unwrap();
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_size(data.len() as u64);
         h.set_mtime(1_700_000_000);
         h.set_cksum();
@@ -213,6 +218,8 @@ fn tar_bytes(entries: &[(&str, &[u8])], whiteouts: &[&str]) -> Vec<u8> {
         let mut h = tar::Header::new_gnu();
         h.set_path(w).unwrap();
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_size(0);
         h.set_cksum();
         b.append(&h, &[][..]).unwrap();

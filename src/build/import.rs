@@ -119,7 +119,7 @@ fn open_maybe_compressed(path: &Path) -> Result<Box<dyn Read + Send>> {
     let n = read_up_to(&mut f, &mut magic).at(path)?;
     let head = io::Cursor::new(magic[..n].to_vec());
     let r = BufReader::new(head.chain(f));
-    Ok(decompress(r, &magic[..n], path)?)
+    decompress(r, &magic[..n], path)
 }
 
 fn decompress<R: Read + Send + 'static>(
