@@ -674,6 +674,8 @@ pub fn import(r: &Runner, src: &Source, tree: &Path, scratch: &Path) -> Result<C
         ..Checked::default()
     };
     for l in &layers {
+        // What this layer wrote: an opaque directory hides the layers below only.
+        let mut written: HashSet<String> = HashSet::new();
         let mut ar = tar::Archive::new(l.open()?);
         ar.set_preserve_permissions(true);
         ar.set_preserve_ownerships(true);
@@ -685,15 +687,14 @@ pub fn import(r: &Runner, src: &Source, tree: &Path, scratch: &Path) -> Result<C
             let (rel, act) = judge(&mut v, src.path(), &name, &e, whiteouts)?;
             out.entries += 1;
             let Some(rel) = rel else { continue };
+            if matches!(act, Act::Unpack | Act::HardLink { .. }) {
+                written.insert(rel.clone());
+            }
             match act {
                 Act::Skip => {}
                 Act::Opaque => {
                     let d = crate::build::tree::resolve(tree, &rel, true)?;
-                    if d.is_dir() {
-                        for c in fs::read_dir(&d).at(&d)? {
-                            remove_tree(r, &c.at(&d)?.path())?;
-                        }
-                    }
+                    clear_lower(r, &d, &rel, &written)?;
                 }
                 Act::Whiteout => {
                     let p = crate::build::tree::resolve(tree, &rel, false)?;
@@ -713,6 +714,31 @@ pub fn import(r: &Runner, src: &Source, tree: &Path, scratch: &Path) -> Result<C
         }
     }
     Ok(out)
+}
+
+/// Empties `dir` (at `rel` in the tree) of what the layers below put there, keeping
+/// what the current layer wrote (`written`), whatever the entries' order.
+fn clear_lower(r: &Runner, dir: &Path, rel: &str, written: &HashSet<String>) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    for c in fs::read_dir(dir).at(dir)? {
+        let c = c.at(dir)?;
+        let name = c.file_name().to_string_lossy().into_owned();
+        let crel = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let pre = format!("{crel}/");
+        let kept_below = written.iter().any(|w| w.starts_with(&pre));
+        if kept_below && c.file_type().at(dir)?.is_dir() {
+            clear_lower(r, &c.path(), &crel, written)?;
+        } else if !written.contains(&crel) {
+            remove_tree(r, &c.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// The host path an entry is written at: its parent resolved inside the tree (and
