@@ -27,6 +27,12 @@ pub struct BuildOptions {
     pub optimize: bool,
     pub packages: Vec<String>,
     pub mirror: Option<String>,
+    /// `--from`: the root tree from a directory, a tarball or an OCI image instead of
+    /// the repositories (build::import).
+    pub from: Option<PathBuf>,
+    /// `--kernel-from`: the kernel and modules of this livenet image, for a tree that
+    /// has none.
+    pub kernel_from: Option<String>,
 }
 
 impl Default for BuildOptions {
@@ -41,6 +47,8 @@ impl Default for BuildOptions {
             optimize: false,
             packages: Vec::new(),
             mirror: None,
+            from: None,
+            kernel_from: None,
         }
     }
 }
@@ -127,13 +135,19 @@ pub fn build_tree(ctx: &Ctx, o: &BuildOptions, p: &Pipeline) -> Result<Built> {
         ssh_key,
     } = check_inputs(ctx, &o.inputs())?;
     let builder = b::builder_for(spec.distro);
+    // An imported tree is read through once before anything is reserved: a refusal
+    // (hostile entry, no kernel) leaves nothing in the store.
+    let imported = match &o.from {
+        Some(from) => Some(b::import::prepare(ctx, p.name, o, from)?),
+        None => None,
+    };
     let creation = if dry {
         ctx.runner.note(p.plan.replace("{release}", &release));
         None
     } else {
         Some(store::begin_creation(&ctx.cfg, p.name, p.operation)?)
     };
-    let rec = o.record(p.name, p.class, &release);
+    let mut rec = o.record(p.name, p.class, &release);
 
     ctx.progress
         .step(1, p.total_steps, "prepare the build directory");
@@ -144,18 +158,31 @@ pub fn build_tree(ctx: &Ctx, o: &BuildOptions, p: &Pipeline) -> Result<Built> {
         on_tmpfs,
     } = prepare_build_dir(ctx, &work, o.livenet_type)?;
 
-    ctx.progress.step(
-        2,
-        p.total_steps,
-        &format!(
-            "install {} {release} ({}) with {}",
-            o.distro,
-            o.livenet_type.as_str(),
-            builder.tool()
-        ),
-    );
     let t = std::time::Instant::now();
-    builder.build(ctx, &spec, &tree)?;
+    if let Some(imp) = &imported {
+        ctx.progress.step(
+            2,
+            p.total_steps,
+            &format!(
+                "import the {} {}",
+                imp.source.kind(),
+                imp.source.path().display()
+            ),
+        );
+        b::import::apply(ctx, imp, &tree, &work, &mut rec)?;
+    } else {
+        ctx.progress.step(
+            2,
+            p.total_steps,
+            &format!(
+                "install {} {release} ({}) with {}",
+                o.distro,
+                o.livenet_type.as_str(),
+                builder.tool()
+            ),
+        );
+        builder.build(ctx, &spec, &tree)?;
+    }
     let build_seconds = t.elapsed().as_secs_f64();
 
     ctx.progress.step(3, p.total_steps, p.setup_label);

@@ -13,6 +13,7 @@ use crate::sys::runner::Cmd;
 
 pub mod dnf;
 pub mod image;
+pub mod import;
 pub mod manifest;
 pub mod mmdebstrap;
 pub mod password;

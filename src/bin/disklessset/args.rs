@@ -197,6 +197,14 @@ pub struct BuildArgs {
     /// Package mirror URL
     #[arg(long)]
     pub mirror: Option<String>,
+    /// The root tree from PATH instead of the repositories: a directory, a tarball
+    /// (.tar, .tar.gz, .tar.zst, e.g. `mmdebstrap --format=tar`), an OCI image layout
+    /// or a docker-archive tarball (`docker save`)
+    #[arg(long, value_name = "PATH")]
+    pub from: Option<PathBuf>,
+    /// With --from: the kernel and modules of this livenet image (for a tree with none)
+    #[arg(long, value_name = "IMAGE", requires = "from")]
+    pub kernel_from: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -396,6 +404,8 @@ impl BuildArgs {
                 .cloned()
                 .collect(),
             mirror: self.mirror.clone(),
+            from: self.from.clone(),
+            kernel_from: self.kernel_from.clone(),
         })
     }
 }

@@ -294,6 +294,8 @@ fn build_options(v: &Values) -> Result<BuildOptions, String> {
             .map(str::to_string)
             .collect(),
         mirror: None,
+        from: None,
+        kernel_from: None,
     })
 }
 
