@@ -2,4 +2,5 @@
 pub mod bootset;
 pub mod http;
 pub mod ipxe;
+pub mod seen;
 pub mod serve;

@@ -16,6 +16,7 @@ use crate::modules::livenet::{self, AnsibleOptions, LivenetCreate, SizeSpec, Wor
 use crate::modules::nfs::{self, StagingCreate};
 use crate::power::{BmcOptions, BootRequest, PowerAction, Report as PowerReport, Staging};
 
+use super::nodes::{self as inventory_ops, NodeFields};
 use super::{image, kernel, params, power, recover, ParamsOptions};
 
 /// One mutating action, with everything it needs.
@@ -99,6 +100,21 @@ pub enum Request {
         assign: Assign,
         staging: Staging,
         options: BmcOptions,
+    },
+    // issue 13: the inventory (`nodes add|set|remove|import`).
+    NodesAdd {
+        nodeset: String,
+        fields: NodeFields,
+    },
+    NodesSet {
+        nodeset: String,
+        fields: NodeFields,
+    },
+    NodesRemove {
+        nodeset: String,
+    },
+    NodesImport {
+        path: PathBuf,
     },
 }
 
@@ -204,6 +220,10 @@ impl Request {
                 assign.boot_type.as_str(),
                 assign.nodeset
             ),
+            Request::NodesAdd { nodeset, .. } => format!("Add nodes {nodeset}"),
+            Request::NodesSet { nodeset, .. } => format!("Change nodes {nodeset}"),
+            Request::NodesRemove { nodeset } => format!("Remove nodes {nodeset}"),
+            Request::NodesImport { path } => format!("Import nodes from {}", path.display()),
         }
     }
 
@@ -262,6 +282,10 @@ impl Request {
                     nodeset::fold(&nodes)
                 ))
             }
+            Request::NodesRemove { nodeset } => Some(format!(
+                "remove nodes {nodeset} from the inventory ({})",
+                ctx.cfg.nodes_file.display()
+            )),
             _ => None,
         })
     }
@@ -576,7 +600,69 @@ pub fn run(ctx: &Ctx, req: &Request) -> Result<Outcome> {
             );
             Ok(Outcome::nodes(&rep.reboot, to_json(&rep)?, vec![line]))
         }
+        Request::NodesAdd { .. }
+        | Request::NodesSet { .. }
+        | Request::NodesRemove { .. }
+        | Request::NodesImport { .. } => run_nodes(ctx, req),
     }
+}
+
+/// The inventory edits (issue 13).
+fn run_nodes(ctx: &Ctx, req: &Request) -> Result<Outcome> {
+    use crate::cluster::edit::Edit;
+    let rep = match req {
+        Request::NodesAdd { nodeset, fields } => inventory_ops::edit(
+            ctx,
+            &Edit::Add {
+                nodeset: nodeset.clone(),
+                fields: fields.clone(),
+            },
+            "nodes add",
+        )?,
+        Request::NodesSet { nodeset, fields } => inventory_ops::edit(
+            ctx,
+            &Edit::Set {
+                nodeset: nodeset.clone(),
+                fields: fields.clone(),
+            },
+            "nodes set",
+        )?,
+        Request::NodesRemove { nodeset } => inventory_ops::edit(
+            ctx,
+            &Edit::Remove {
+                nodeset: nodeset.clone(),
+            },
+            "nodes remove",
+        )?,
+        Request::NodesImport { path } => inventory_ops::import(ctx, path)?,
+        _ => {
+            return Err(crate::error::Error::invalid(
+                "internal: not a nodes request",
+            ))
+        }
+    };
+    let mut parts = Vec::new();
+    for (what, v) in [
+        ("added", &rep.added),
+        ("changed", &rep.changed),
+        ("removed", &rep.removed),
+    ] {
+        if !v.is_empty() {
+            parts.push(format!("{what} {v}"));
+        }
+    }
+    if parts.is_empty() {
+        parts.push("no node changed".into());
+    }
+    let mut line = format!("{}: {}; {} nodes", rep.file, parts.join(", "), rep.nodes);
+    if let Some(b) = &rep.backup {
+        line.push_str(&format!(
+            " (rewritten: comments are not kept, the previous file is {b})"
+        ));
+    }
+    let mut o = Outcome::report(&rep, vec![line])?;
+    o.in_dry_run = true;
+    Ok(o)
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value> {
