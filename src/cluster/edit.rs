@@ -148,7 +148,14 @@ impl NodeFields {
 
     /// What this edit gives node number `i` of `n` (MACs matched in order, IPs counted up).
     fn for_node(&self, i: usize, n: usize, set: &str) -> Result<NodeFields> {
-        let mut f = self.clone();
+        // Not self.clone(): that would copy every MAC for every node (quadratic).
+        let mut f = NodeFields {
+            macs: Vec::new(),
+            ip: self.ip.clone(),
+            groups: self.groups.clone(),
+            vars: self.vars.clone(),
+            bmc: self.bmc.clone(),
+        };
         f.macs = match self.macs.len() {
             0 => vec![],
             k if k == n => vec![self.macs[i].clone()],
@@ -279,10 +286,12 @@ fn flow(v: &Value, out: &mut String) -> Result<()> {
             }
             out.push('}');
         }
-        Value::Tagged(t) => return Err(Error::invalid(format!(
+        Value::Tagged(t) => {
+            return Err(Error::invalid(format!(
             "the nodes file uses the YAML tag {}: not supported by `nodes` edits (edit it by hand)",
             t.tag
-        ))),
+        )))
+        }
     }
     Ok(())
 }
