@@ -651,11 +651,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("c1") && msg.contains("c2"), "{msg}");
-        let e = Edit::Set {
-            nodeset: "c1".into(),
-            fields: fields(&[], Some("not-ip"), &[]),
-        };
-        assert!(matches!(e, Edit::Set { .. }));
+        let e = NodeFields::parse(&[], Some("not-ip"), &[], &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--ip \"not-ip\""), "{e}");
     }
 
     #[test]
