@@ -149,9 +149,19 @@ fn run(cli: Cli) -> Result<i32> {
             );
         } else {
             for l in lines {
+                // issue 13: what the server saw, after the count.
+                let mut seen = String::new();
+                if !l.booted.is_empty() {
+                    seen.push_str(&format!("; booted {}", l.booted));
+                }
+                if !l.reboot_changes.is_empty() {
+                    seen.push_str(&format!("; a reboot changes {}", l.reboot_changes));
+                }
                 match &l.image {
-                    Some(i) => println!("{} {i}: {} ({} nodes)", l.boot_type, l.nodes, l.count),
-                    None => println!("{}: {} ({} nodes)", l.boot_type, l.nodes, l.count),
+                    Some(i) => {
+                        println!("{} {i}: {} ({} nodes{seen})", l.boot_type, l.nodes, l.count)
+                    }
+                    None => println!("{}: {} ({} nodes{seen})", l.boot_type, l.nodes, l.count),
                 }
             }
         }

@@ -513,10 +513,26 @@ pub struct StatusLine {
     pub image: Option<String>,
     pub nodes: String,
     pub count: usize,
+    /// Of these nodes, those whose image reported booted since their last script.
+    pub booted: String,
+    /// Those whose assignment changed since they last fetched their script.
+    pub reboot_changes: String,
+    /// What the server saw of each node it saw (never-seen nodes are left out).
+    pub seen: Vec<StatusNode>,
+}
+
+/// One node the server saw, in `bootset -s --json`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusNode {
+    pub name: String,
+    pub state: super::seen::NodeState,
+    #[serde(flatten)]
+    pub seen: super::seen::Seen,
+    pub reboot_changes: bool,
 }
 
 /// Reads a node script's assignment (boot type, image).
-fn read_assignment(cfg: &Config, node: &str) -> Option<(String, Option<String>)> {
+pub fn read_assignment(cfg: &Config, node: &str) -> Option<(String, Option<String>)> {
     let text = std::fs::read_to_string(node_script_path(cfg, node)).ok()?;
     let mut bt = None;
     let mut img = None;
@@ -539,19 +555,59 @@ pub fn status(ctx: &Ctx, set: Option<&str>) -> Result<Vec<StatusLine>> {
         Some(s) => resolve_nodes(&inv, s)?,
         None => inv.nodes.keys().cloned().collect(),
     };
-    let mut groups: BTreeMap<(String, Option<String>), Vec<String>> = BTreeMap::new();
+    type Group = (Vec<String>, Vec<String>, Vec<String>, Vec<StatusNode>);
+    let mut groups: BTreeMap<(String, Option<String>), Group> = BTreeMap::new();
+    let mut gens: BTreeMap<String, Option<u32>> = BTreeMap::new();
     for n in nodes {
-        let key = read_assignment(cfg, &n).unwrap_or_else(|| ("unassigned".into(), None));
-        groups.entry(key).or_default().push(n);
+        let assigned = read_assignment(cfg, &n);
+        let key = assigned
+            .clone()
+            .unwrap_or_else(|| ("unassigned".into(), None));
+        let g = groups.entry(key.clone()).or_default();
+        if let Some(s) = super::seen::load(cfg, &n) {
+            let state = super::seen::state_of(&s, assigned.is_some(), false);
+            let changes = match &assigned {
+                None => s.script_at.is_some(),
+                Some((b, i)) => {
+                    s.script_boot_type.as_deref() != Some(b.as_str())
+                        || s.script_image != *i
+                        || (b == "diskless"
+                            && i.as_ref().is_some_and(|i| {
+                                *gens
+                                    .entry(i.clone())
+                                    .or_insert_with(|| super::seen::generation_of(cfg, i))
+                                    != s.script_generation
+                            }))
+                }
+            } && s.script_at.is_some();
+            if state == super::seen::NodeState::Booted {
+                g.1.push(n.clone());
+            }
+            if changes {
+                g.2.push(n.clone());
+            }
+            g.3.push(StatusNode {
+                name: n.clone(),
+                state,
+                seen: s,
+                reboot_changes: changes,
+            });
+        }
+        g.0.push(n);
     }
     Ok(groups
         .into_iter()
-        .map(|((boot_type, image), nodes)| StatusLine {
-            boot_type,
-            image,
-            count: nodes.len(),
-            nodes: nodeset::fold(&nodes),
-        })
+        .map(
+            |((boot_type, image), (nodes, booted, changes, seen))| StatusLine {
+                boot_type,
+                image,
+                count: nodes.len(),
+                nodes: nodeset::fold(&nodes),
+                booted: nodeset::fold(&booted),
+                reboot_changes: nodeset::fold(&changes),
+                seen,
+            },
+        )
         .collect())
 }
 

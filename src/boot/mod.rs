@@ -4,4 +4,5 @@ pub mod http;
 pub mod install;
 pub mod ipxe;
 pub mod replicate;
+pub mod seen;
 pub mod serve;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::boot::http::{self, DynamicHandler, Request, Response, Server, ServerConfig};
-use crate::boot::{bootset, install};
+use crate::boot::{bootset, install, seen};
 use crate::cluster::inventory::{normalize_mac, Inventory};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -63,15 +63,58 @@ impl BootHandler {
         Response::new(200, "text/plain; charset=utf-8", body)
     }
 
-    /// A node's script by MAC (`52-54-00-..`) or hostname, when no static file exists.
-    fn node_script(&self, key: &str) -> Option<Response> {
+    /// The node a MAC (`52-54-00-..`) or hostname names.
+    fn node_of(&self, key: &str) -> Option<String> {
         let inv = self.inventory()?;
-        let node = match normalize_mac(key) {
+        Some(match normalize_mac(key) {
             Some(mac) => inv.by_mac(&mac)?.name.clone(),
             None => inv.nodes.get(key)?.name.clone(),
-        };
+        })
+    }
+
+    /// A node's script by MAC (`52-54-00-..`) or hostname, when no static file exists.
+    fn node_script(&self, key: &str) -> Option<Response> {
+        let node = self.node_of(key)?;
         let p = self.cfg.nodes_ipxe_dir.join(format!("{node}.ipxe"));
         std::fs::read_to_string(p).ok().map(Self::ipxe)
+    }
+
+    /// Records that `node` fetched its script (issue 13: last seen): the boot type,
+    /// image and the image's generation it was given.
+    fn record_script(&self, node: &str) {
+        let assigned = bootset::read_assignment(&self.cfg, node);
+        let generation = assigned
+            .as_ref()
+            .and_then(|(_, i)| i.as_deref())
+            .and_then(|i| seen::generation_of(&self.cfg, i));
+        let res = seen::update(&self.cfg, node, |s| {
+            s.script_at = Some(seen::now());
+            s.script_boot_type = assigned.as_ref().map(|(b, _)| b.clone());
+            s.script_image = assigned.as_ref().and_then(|(_, i)| i.clone());
+            s.script_generation = generation;
+        });
+        if let Err(e) = res {
+            tracing::warn!("serve: cannot record the script fetch of {node}: {e}");
+        }
+    }
+
+    /// `/booted/KEY` (KEY: MAC or hostname): the image's ready unit calls home.
+    fn booted(&self, key: &str) -> Response {
+        let Some(node) = self.node_of(key) else {
+            return Response::text(404, "unknown node\n");
+        };
+        let res = seen::update(&self.cfg, &node, |s| {
+            s.booted_at = Some(seen::now());
+            s.booted_image = s.script_image.clone();
+            s.booted_generation = s.script_generation;
+        });
+        match res {
+            Ok(_) => Response::text(200, format!("recorded {node} as booted\n")),
+            Err(e) => {
+                tracing::warn!("serve: cannot record the boot of {node}: {e}");
+                Response::text(500, "cannot record\n")
+            }
+        }
     }
 }
 
@@ -85,6 +128,11 @@ fn valid_host(h: &str) -> bool {
 
 impl DynamicHandler for BootHandler {
     fn handle(&self, req: &Request) -> Option<Response> {
+        if let Some(key) = req.path.strip_prefix("/booted/") {
+            if req.method == "GET" || req.method == "POST" {
+                return Some(self.booted(key));
+            }
+        }
         if req.method == "POST" {
             // The installer's report (boot type `install`): flip the node to `disk`.
             let node = req.path.strip_prefix("/installed/")?;
@@ -115,8 +163,15 @@ impl DynamicHandler for BootHandler {
                     bootset::rel_to_web(&self.cfg, &self.cfg.nodes_ipxe_dir)
                 );
                 let key = p.strip_prefix(&nodes_prefix)?.strip_suffix(".ipxe")?;
-                if key.contains('/') || self.cfg.nodes_ipxe_dir.join(format!("{key}.ipxe")).exists()
-                {
+                if key.contains('/') {
+                    return None;
+                }
+                if req.method == "GET" {
+                    if let Some(node) = self.node_of(key) {
+                        self.record_script(&node);
+                    }
+                }
+                if self.cfg.nodes_ipxe_dir.join(format!("{key}.ipxe")).exists() {
                     return None; // the static file (or alias) answers
                 }
                 self.node_script(key)

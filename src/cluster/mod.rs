@@ -2,6 +2,7 @@
 //! and ClusterShell node sets. Used alike by boot (bootset, the server), the nfs module
 //! (per-node directories and exports) and the front-ends (through ops).
 pub mod bmc;
+pub mod edit;
 pub mod inventory;
 pub mod nodeset;
 

@@ -12,6 +12,7 @@
 //! `Ctx::progress`.
 mod image;
 mod kernel;
+pub mod nodes;
 mod params;
 mod power;
 pub mod query;
@@ -40,6 +41,7 @@ pub fn replica_notes(cfg: &Config) -> Vec<String> {
 pub use crate::boot::bootset::{
     Assign, AssignReport, BootType, NetMode, StatusLine as BootStatusLine,
 };
+pub use crate::boot::seen::{NodeState, Seen as NodeSeen};
 pub use crate::build::image::BuildOptions;
 pub use crate::build::password::{hash_from_source, hash_password};
 pub use crate::cluster::Inventory;
@@ -62,6 +64,7 @@ pub use crate::power::{
 };
 pub use crate::store::{ImageClass, ImageInfo, ImageRecord, Layout, LivenetType, State};
 pub use crate::sys::runner::Runner;
+pub use nodes::{EditReport, NodeDetail, NodeFields, NodeRow, VarSource};
 
 /// An error and its causes on one line (what front-ends print).
 pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {

@@ -17,6 +17,7 @@ use crate::modules::livenet::{self, AnsibleOptions, LivenetCreate, SizeSpec, Wor
 use crate::modules::nfs::{self, StagingCreate};
 use crate::power::{BmcOptions, BootRequest, PowerAction, Report as PowerReport, Staging};
 
+use super::nodes::{self as inventory_ops, NodeFields};
 use super::{image, kernel, params, power, recover, ParamsOptions};
 
 /// One mutating action, with everything it needs.
@@ -109,6 +110,21 @@ pub enum Request {
     NfsExportsFor {
         replica: String,
         output: Option<PathBuf>,
+    },
+    // issue 13: the inventory (`nodes add|set|remove|import`).
+    NodesAdd {
+        nodeset: String,
+        fields: NodeFields,
+    },
+    NodesSet {
+        nodeset: String,
+        fields: NodeFields,
+    },
+    NodesRemove {
+        nodeset: String,
+    },
+    NodesImport {
+        path: PathBuf,
     },
 }
 
@@ -223,6 +239,10 @@ impl Request {
             Request::NfsExportsFor { replica, .. } => {
                 format!("Write the NFS exports of replica {replica}")
             }
+            Request::NodesAdd { nodeset, .. } => format!("Add nodes {nodeset}"),
+            Request::NodesSet { nodeset, .. } => format!("Change nodes {nodeset}"),
+            Request::NodesRemove { nodeset } => format!("Remove nodes {nodeset}"),
+            Request::NodesImport { path } => format!("Import nodes from {}", path.display()),
         }
     }
 
@@ -281,6 +301,10 @@ impl Request {
                     nodeset::fold(&nodes)
                 ))
             }
+            Request::NodesRemove { nodeset } => Some(format!(
+                "remove nodes {nodeset} from the inventory ({})",
+                ctx.cfg.nodes_file.display()
+            )),
             _ => None,
         })
     }
@@ -678,7 +702,69 @@ fn run_request(ctx: &Ctx, req: &Request) -> Result<Outcome> {
             );
             Outcome::report(&rep, vec![line])
         }
+        Request::NodesAdd { .. }
+        | Request::NodesSet { .. }
+        | Request::NodesRemove { .. }
+        | Request::NodesImport { .. } => run_nodes(ctx, req),
     }
+}
+
+/// The inventory edits (issue 13).
+fn run_nodes(ctx: &Ctx, req: &Request) -> Result<Outcome> {
+    use crate::cluster::edit::Edit;
+    let rep = match req {
+        Request::NodesAdd { nodeset, fields } => inventory_ops::edit(
+            ctx,
+            &Edit::Add {
+                nodeset: nodeset.clone(),
+                fields: fields.clone(),
+            },
+            "nodes add",
+        )?,
+        Request::NodesSet { nodeset, fields } => inventory_ops::edit(
+            ctx,
+            &Edit::Set {
+                nodeset: nodeset.clone(),
+                fields: fields.clone(),
+            },
+            "nodes set",
+        )?,
+        Request::NodesRemove { nodeset } => inventory_ops::edit(
+            ctx,
+            &Edit::Remove {
+                nodeset: nodeset.clone(),
+            },
+            "nodes remove",
+        )?,
+        Request::NodesImport { path } => inventory_ops::import(ctx, path)?,
+        _ => {
+            return Err(crate::error::Error::invalid(
+                "internal: not a nodes request",
+            ))
+        }
+    };
+    let mut parts = Vec::new();
+    for (what, v) in [
+        ("added", &rep.added),
+        ("changed", &rep.changed),
+        ("removed", &rep.removed),
+    ] {
+        if !v.is_empty() {
+            parts.push(format!("{what} {v}"));
+        }
+    }
+    if parts.is_empty() {
+        parts.push("no node changed".into());
+    }
+    let mut line = format!("{}: {}; {} nodes", rep.file, parts.join(", "), rep.nodes);
+    if let Some(b) = &rep.backup {
+        line.push_str(&format!(
+            " (rewritten: comments are not kept, the previous file is {b})"
+        ));
+    }
+    let mut o = Outcome::report(&rep, vec![line])?;
+    o.in_dry_run = true;
+    Ok(o)
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value> {

@@ -14,6 +14,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::sys::proc;
 
 pub const STORE_LOCK: &str = ".store";
+pub const INVENTORY_LOCK: &str = ".inventory";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
@@ -76,6 +77,18 @@ pub fn lock_store(cfg: &Config, operation: &str) -> Result<Lock> {
             pid: info.pid,
             operation: info.operation,
         },
+        Acquire::Err(e) => e,
+    })
+}
+
+/// The inventory lock (`nodes add|set|remove|import`, discovery): one writer of
+/// nodes.yml at a time; a second fails at once naming the holder.
+pub fn lock_inventory(cfg: &Config, operation: &str) -> Result<Lock> {
+    acquire(&lock_path(cfg, INVENTORY_LOCK), operation).map_err(|e| match e {
+        Acquire::Held(info) => Error::invalid(format!(
+            "the inventory is locked by pid {} ({})",
+            info.pid, info.operation
+        )),
         Acquire::Err(e) => e,
     })
 }

@@ -138,6 +138,9 @@ pub enum Command {
         #[arg(long)]
         status: bool,
     },
+    /// The node inventory (nodes.yml): add, set, remove, import, list, show
+    #[command(subcommand)]
+    Nodes(NodesCmd),
     /// Generate an image's initramfs from its own kernel modules
     Initramfs {
         name: String,
@@ -282,6 +285,62 @@ pub struct BootdevArgs {
     pub legacy: bool,
     #[command(flatten)]
     pub bmc: BmcArgs,
+}
+
+/// The node fields `nodes add` and `nodes set` take (issue 13).
+#[derive(Debug, Args)]
+pub struct NodeFieldArgs {
+    /// MAC address; repeat it once per node of the set (matched in node order)
+    #[arg(long = "mac", value_name = "MAC")]
+    pub macs: Vec<String>,
+    /// IP address of the first node; the next nodes get the next addresses
+    #[arg(long, value_name = "ADDRESS")]
+    pub ip: Option<String>,
+    /// Group (repeatable or comma-separated); replaces the node's groups
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// Variable KEY=VALUE (repeatable); KEY= removes it
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// BMC address (bmc.address)
+    #[arg(long, value_name = "ADDRESS")]
+    pub bmc: Option<String>,
+}
+
+impl NodeFieldArgs {
+    pub fn fields(&self) -> Result<ops::NodeFields> {
+        Ok(ops::NodeFields::parse(
+            &self.macs,
+            self.ip.as_deref(),
+            &self.groups,
+            &self.vars,
+            self.bmc.as_deref(),
+        )?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodesCmd {
+    /// Add nodes (NODESET: c[001-100],login1) to nodes.yml; refused if one exists
+    Add {
+        nodeset: String,
+        #[command(flatten)]
+        fields: NodeFieldArgs,
+    },
+    /// Change existing nodes' fields
+    Set {
+        nodeset: String,
+        #[command(flatten)]
+        fields: NodeFieldArgs,
+    },
+    /// Remove nodes from nodes.yml (asks for confirmation)
+    Remove { nodeset: String },
+    /// Add or update nodes from a CSV file (header: node,mac,ip,groups,bmc)
+    Import { file: PathBuf },
+    /// List nodes with their state, assignment and last boot seen by the server
+    List { nodeset: Option<String> },
+    /// One node in detail: fields, variables with their source, what the server saw
+    Show { node: String },
 }
 
 #[derive(Debug, Args)]
@@ -550,6 +609,21 @@ impl Command {
                 },
                 options: a.bmc.options(),
             },
+            Command::Nodes(NodesCmd::Add { nodeset, fields }) => Request::NodesAdd {
+                nodeset: s(nodeset),
+                fields: fields.fields()?,
+            },
+            Command::Nodes(NodesCmd::Set { nodeset, fields }) => Request::NodesSet {
+                nodeset: s(nodeset),
+                fields: fields.fields()?,
+            },
+            Command::Nodes(NodesCmd::Remove { nodeset }) => Request::NodesRemove {
+                nodeset: s(nodeset),
+            },
+            Command::Nodes(NodesCmd::Import { file }) => {
+                Request::NodesImport { path: file.clone() }
+            }
+            Command::Nodes(NodesCmd::List { .. } | NodesCmd::Show { .. }) => return Ok(None),
             Command::Power(_)
             | Command::Bootdev(_)
             | Command::Replicate { status: true, .. }

@@ -11,7 +11,7 @@ use disklessset::ops::{
     self, Config, ConfigSource, Ctx, Progress, ProgressEvent, Runner, Verbosity,
 };
 
-use crate::args::{Cli, Command, Global, NfsCmd, NfsNodesCmd};
+use crate::args::{Cli, Command, Global, NfsCmd, NfsNodesCmd, NodesCmd};
 use crate::output;
 
 pub fn main() -> i32 {
@@ -205,6 +205,12 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
             &ops::nfs_nodes_list(ctx, &golden, nodeset.as_deref())?,
             g.json,
         )?,
+        Command::Nodes(NodesCmd::List { nodeset }) => {
+            output::node_rows(&ops::nodes::list(ctx, nodeset.as_deref())?, g.json)?
+        }
+        Command::Nodes(NodesCmd::Show { node }) => {
+            output::node_detail(&ops::nodes::show(ctx, &node)?, g.json)?
+        }
         Command::Power(a) => {
             let rep = ops::power_status(ctx, &a.nodeset, &a.bmc.options())?;
             return output::power_report(&rep, g.json);

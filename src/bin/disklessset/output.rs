@@ -3,7 +3,8 @@ use anyhow::Result;
 use serde::Serialize;
 
 use disklessset::ops::{
-    human_size, ImageInfo, KernelInfo, ModuleInfo, NodeEntry, Outcome, PowerReport,
+    human_size, ImageInfo, KernelInfo, ModuleInfo, NodeDetail, NodeEntry, NodeRow, Outcome,
+    PowerReport,
 };
 
 pub fn json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
@@ -271,6 +272,107 @@ pub fn replica_status(list: &[disklessset::ops::ReplicaStatus], as_json: bool) -
         }
         if let Some(p) = r.last_push.as_ref().and_then(|p| p.error.as_ref()) {
             println!("  last push failed: {p}");
+        }
+    }
+    Ok(())
+}
+
+// issue 13: the inventory.
+fn seen_time(t: Option<u64>) -> String {
+    t.map(disklessset::ops::nodes::format_time)
+        .unwrap_or_else(|| "-".into())
+}
+
+pub fn node_rows(rows: &[NodeRow], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(rows);
+    }
+    if rows.is_empty() {
+        println!("no nodes");
+        return Ok(());
+    }
+    let out: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                r.state.as_str().to_string(),
+                r.mac.clone().unwrap_or_else(|| "-".into()),
+                r.ip.clone().unwrap_or_else(|| "-".into()),
+                if r.groups.is_empty() {
+                    "-".into()
+                } else {
+                    r.groups.join(",")
+                },
+                match (&r.boot_type, &r.image) {
+                    (Some(b), Some(i)) => format!("{b} {i}"),
+                    (Some(b), None) => b.clone(),
+                    _ => "-".into(),
+                },
+                seen_time(r.seen.script_at),
+                seen_time(r.seen.booted_at),
+                if r.reboot_changes {
+                    "reboot changes it".into()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NODE", "STATE", "MAC", "IP", "GROUPS", "BOOT", "SCRIPT", "BOOTED", "NOTE",
+        ],
+        &out,
+    );
+    Ok(())
+}
+
+pub fn node_detail(d: &NodeDetail, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(d);
+    }
+    let r = &d.row;
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    println!("node:       {}", r.name);
+    println!("state:      {}", r.state.as_str());
+    println!("mac:        {}", opt(&r.mac));
+    println!("ip:         {}", opt(&r.ip));
+    println!("netmask:    {}", opt(&d.netmask));
+    println!("gateway:    {}", opt(&d.gateway));
+    println!("groups:     {}", r.groups.join(", "));
+    println!("bmc:        {}", opt(&d.bmc_address));
+    println!(
+        "boot:       {} {}",
+        opt(&r.boot_type),
+        r.image.clone().unwrap_or_default()
+    );
+    println!(
+        "script:     {} ({} {} generation {})",
+        seen_time(r.seen.script_at),
+        opt(&r.seen.script_boot_type),
+        opt(&r.seen.script_image),
+        r.seen
+            .script_generation
+            .map(|g| g.to_string())
+            .unwrap_or_else(|| "-".into())
+    );
+    println!(
+        "booted:     {} ({} generation {})",
+        seen_time(r.seen.booted_at),
+        opt(&r.seen.booted_image),
+        r.seen
+            .booted_generation
+            .map(|g| g.to_string())
+            .unwrap_or_else(|| "-".into())
+    );
+    if r.reboot_changes {
+        println!("note:       its assignment changed since it last fetched its script: a reboot changes it");
+    }
+    if !d.vars.is_empty() {
+        println!("vars:");
+        for (k, v) in &d.vars {
+            println!("  {k} = {}    [{}]", v.value, v.source);
         }
     }
     Ok(())
