@@ -17,6 +17,8 @@ mkdir -p "$LOGDIR"
 declare -A WEIGHT=(
   [livenet]=420 [nfs]=300 [power]=260 [params]=240 [build_debian]=200
   [boot_built_image]=120 [bootset]=150 [foundation]=60 [tui_pty]=40
+  [install]=510 [uefi]=400 [import]=380 [replicas]=250 [digest]=200 [orphans]=90
+  [hostile]=60 [faults]=30 [nodes]=5
 )
 
 files=()
