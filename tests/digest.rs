@@ -49,8 +49,8 @@ fn corrupted_squashfs_is_refused_retried_and_boots_once_restored() {
     let want = sha256_hex(&img);
 
     // The digest is recorded per generation, shown by `show`, and in the boot script.
-    let sidecar = std::fs::read_to_string(s.images().join(name).join("squashfs.img.sha256"))
-        .unwrap();
+    let sidecar =
+        std::fs::read_to_string(s.images().join(name).join("squashfs.img.sha256")).unwrap();
     assert_eq!(sidecar, format!("{want}  squashfs.img\n"));
     let show: serde_json::Value = serde_json::from_str(&s.ok(&["show", name, "--json"])).unwrap();
     assert_eq!(show["sha256"], want.as_str(), "{show}");
@@ -109,7 +109,11 @@ fn corrupted_squashfs_is_refused_retried_and_boots_once_restored() {
     done.store(true, Ordering::Relaxed);
     watcher.join().unwrap();
     let run = run.unwrap_or_else(|e| panic!("{name} did not boot: {e}"));
-    assert!(restored.load(Ordering::Relaxed), "no mismatch seen:\n{}", run.log);
+    assert!(
+        restored.load(Ordering::Relaxed),
+        "no mismatch seen:\n{}",
+        run.log
+    );
     assert_eq!(sha256_hex(&img), want);
     let mismatch = format!("want {want}): retrying");
     let line = run
