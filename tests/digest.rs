@@ -61,6 +61,10 @@ fn corrupted_squashfs_is_refused_retried_and_boots_once_restored() {
         "boot.ipxe without the digest:\n{script}"
     );
 
+    // The image script retries its kernel/initrd with back-off (only labels it has).
+    assert!(script.contains("|| goto dls-retry-1\n"), "{script}");
+    assert!(script.contains("\n:dls-failed\n"), "{script}");
+
     // One byte of the served file flipped in place (restored below).
     let size = std::fs::metadata(&img).unwrap().len();
     let at = size / 2;
@@ -130,6 +134,13 @@ fn corrupted_squashfs_is_refused_retried_and_boots_once_restored() {
         "no verified line:\n{}",
         run.log
     );
+    for l in run
+        .log
+        .lines()
+        .filter(|l| l.contains("sha256") || l.contains("retry"))
+    {
+        eprintln!("console: {}", l.trim_end());
+    }
     eprintln!(
         "{name}: power-on to marker {:.1}s (with one refused download)",
         run.elapsed_secs
