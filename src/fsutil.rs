@@ -285,37 +285,6 @@ pub fn dir_in_root(root: &Path, rel: &str) -> std::io::Result<PathBuf> {
     Ok(p)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn atomic_write_replaces() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("f.yml");
-        write_atomic(&p, b"one", 0o600).unwrap();
-        write_atomic(&p, b"two", 0o644).unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(
-            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o644
-        );
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size_mib("700M").unwrap(), 700);
-        assert_eq!(parse_size_mib("1.5G").unwrap(), 1536);
-        assert_eq!(parse_size_mib("512").unwrap(), 512);
-        assert_eq!(parse_size_mib("2048K").unwrap(), 2);
-        assert_eq!(parse_size_mib("1GiB").unwrap(), 1024);
-        assert!(parse_size_mib("abc").is_err());
-        assert!(parse_size_mib("-5M").is_err());
-        assert_eq!(human_size(1536 * 1024 * 1024), "1.5G");
-    }
-}
-
 // ---------------------------------------------------------------- digests (issue 11)
 
 /// The sidecar holding a published file's sha256: `FILE.sha256`, in `sha256sum` format.
@@ -360,4 +329,35 @@ pub fn write_digest(p: &Path, hex: &str) -> Result<()> {
         format!("{hex}  {name}\n").as_bytes(),
         0o644,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.yml");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        write_atomic(&p, b"two", 0o644).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size_mib("700M").unwrap(), 700);
+        assert_eq!(parse_size_mib("1.5G").unwrap(), 1536);
+        assert_eq!(parse_size_mib("512").unwrap(), 512);
+        assert_eq!(parse_size_mib("2048K").unwrap(), 2);
+        assert_eq!(parse_size_mib("1GiB").unwrap(), 1024);
+        assert!(parse_size_mib("abc").is_err());
+        assert!(parse_size_mib("-5M").is_err());
+        assert_eq!(human_size(1536 * 1024 * 1024), "1.5G");
+    }
 }
