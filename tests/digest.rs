@@ -146,3 +146,51 @@ fn corrupted_squashfs_is_refused_retried_and_boots_once_restored() {
         run.elapsed_secs
     );
 }
+
+/// The digest in the boot script follows every publish: unmount (a new generation)
+/// and rollback rewrite boot.ipxe with the digest of what is now served.
+#[test]
+fn boot_script_digest_follows_unmount_and_rollback() {
+    let s = Store::new();
+    let name = "dig2";
+    s.ok(&["livenet", "create", name, "--type", "core"]);
+    let dir = s.images().join(name);
+    let img = dir.join("squashfs.img");
+    let script = || std::fs::read_to_string(dir.join("boot.ipxe")).unwrap();
+    let gen1 = sha256_hex(&img);
+    assert!(script().contains(&format!("dl.sha256={gen1} ")));
+
+    s.ok(&["livenet", "mount", name]);
+    std::fs::write(
+        s.root().join(format!("workdir/{name}/mnt/etc/digest-test")),
+        "2\n",
+    )
+    .unwrap();
+    s.ok(&["livenet", "unmount", name]);
+    let gen2 = sha256_hex(&img);
+    assert_ne!(gen1, gen2);
+    assert!(
+        script().contains(&format!("dl.sha256={gen2} ")),
+        "{}",
+        script()
+    );
+    // the kept generation keeps its own digest
+    let kept = std::fs::read_to_string(dir.join("generations/squashfs.img.1.sha256")).unwrap();
+    assert_eq!(kept, format!("{gen1}  squashfs.img.1\n"));
+    assert_eq!(sha256_hex(&dir.join("generations/squashfs.img.1")), gen1);
+
+    s.ok(&["rollback", name]);
+    assert_eq!(sha256_hex(&img), gen1);
+    assert!(
+        script().contains(&format!("dl.sha256={gen1} ")),
+        "{}",
+        script()
+    );
+    let show: serde_json::Value = serde_json::from_str(&s.ok(&["show", name, "--json"])).unwrap();
+    assert_eq!(show["sha256"], gen1.as_str());
+    assert!(!dir.join("generations/squashfs.img.1.sha256").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("generations/squashfs.img.2.sha256")).unwrap(),
+        format!("{gen2}  squashfs.img.2\n")
+    );
+}
