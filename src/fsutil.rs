@@ -285,6 +285,52 @@ pub fn dir_in_root(root: &Path, rel: &str) -> std::io::Result<PathBuf> {
     Ok(p)
 }
 
+// ---------------------------------------------------------------- digests (issue 11)
+
+/// The sidecar holding a published file's sha256: `FILE.sha256`, in `sha256sum` format.
+pub fn digest_sidecar(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".sha256");
+    PathBuf::from(s)
+}
+
+/// The sha256 of a file's content, lower-case hex.
+pub fn sha256_file(p: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = File::open(p).at(p)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).at(p)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The digest recorded next to `p` (its sidecar), if there is a well-formed one.
+pub fn read_digest(p: &Path) -> Option<String> {
+    let text = fs::read_to_string(digest_sidecar(p)).ok()?;
+    let hex = text.split_whitespace().next()?.to_ascii_lowercase();
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+}
+
+/// Records `hex` as the digest of `p` (atomically, `sha256sum -c` compatible).
+pub fn write_digest(p: &Path, hex: &str) -> Result<()> {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    write_atomic(
+        &digest_sidecar(p),
+        format!("{hex}  {name}\n").as_bytes(),
+        0o644,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

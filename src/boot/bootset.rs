@@ -297,7 +297,7 @@ fn diskless_chain(cfg: &Config, node: &str, servers: &[(String, String)]) -> Str
         rel_to_web(cfg, &cfg.images_dir)
     );
     if servers.is_empty() {
-        return format!("chain --autofree ${{dls-base}}/{path} || goto failed");
+        return chain_retried(&path, "diskless", "failed").join("\n");
     }
     let mut out = Vec::new();
     for (i, (name, url)) in servers.iter().enumerate() {
@@ -315,11 +315,37 @@ fn diskless_chain(cfg: &Config, node: &str, servers: &[(String, String)]) -> Str
         } else {
             "failed".to_string()
         };
-        out.push(format!(
-            "chain --autofree ${{dls-base}}/{path} || goto {next}"
-        ));
+        out.extend(chain_retried(&path, &format!("diskless-{}", i + 1), &next));
     }
     out.join("\n")
+}
+
+/// Back-off between the attempts to chain an image script from one server (seconds).
+const CHAIN_BACKOFF: &[u32] = &[2, 4];
+
+/// `chain` of `${dls-base}/path` tried with back-off (labels `PREFIX-retry-N`, then
+/// `goto next`): a server busy with a mass reboot gets a second chance before the next
+/// server (or the failure) is tried. `sleep` failing (a build without it) only skips
+/// the back-off.
+fn chain_retried(path: &str, prefix: &str, next: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, wait) in CHAIN_BACKOFF.iter().enumerate() {
+        let label = format!("{prefix}-retry-{}", i + 1);
+        out.push(format!(
+            "chain --autofree ${{dls-base}}/{path} || goto {label}"
+        ));
+        // a script that returned success is done: never fetched again
+        out.push("exit 0".into());
+        out.push(format!(":{label}"));
+        out.push(format!(
+            "echo disklessset: chain from ${{dls-base}} failed: retrying in {wait} s"
+        ));
+        out.push(format!("sleep {wait} || echo"));
+    }
+    out.push(format!(
+        "chain --autofree ${{dls-base}}/{path} || goto {next}"
+    ));
+    out
 }
 
 /// The optional console menu: every item is a label of the node script, and its

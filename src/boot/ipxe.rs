@@ -59,6 +59,10 @@ pub fn kernel_and_initrd(rec: &ImageRecord, fix: &str) -> Result<(String, String
 pub fn render_image(cfg: &Config, s: &ImageScript, fix: &str) -> Result<String> {
     let (kver, initrd) = kernel_and_initrd(s.rec, fix)?;
     let kernels = rel_to_web(cfg, &cfg.kernels_dir);
+    let load = format!(
+        "kernel ${{dls-base}}/{kernels}/vmlinuz-{kver} initrd={initrd} {cmdline} ${{dls-ip}} ${{dls-console}} ${{dls-kernel-args}} && initrd ${{dls-base}}/{kernels}/{initrd} && boot",
+        cmdline = s.cmdline,
+    );
     Ok(format!(
         "#!ipxe\n\
          # {comment}\n\
@@ -67,15 +71,41 @@ pub fn render_image(cfg: &Config, s: &ImageScript, fix: &str) -> Result<String> 
          isset ${{dls-ip}} || set dls-ip ip=dhcp\n\
          {prelude}\
          echo {echo}\n\
-         kernel ${{dls-base}}/{kernels}/vmlinuz-{kver} initrd={initrd} {cmdline} ${{dls-ip}} ${{dls-console}} ${{dls-kernel-args}}\n\
-         initrd ${{dls-base}}/{kernels}/{initrd}\n\
-         boot\n",
+         {retries}",
         comment = s.comment,
         fallback = static_base(cfg),
         prelude = s.prelude,
         echo = s.echo,
-        cmdline = s.cmdline,
+        retries = load_with_retries(&load, &s.rec.name),
     ))
+}
+
+/// Back-off between the attempts to load an image's kernel and initramfs (seconds).
+pub const LOAD_BACKOFF: &[u32] = &[2, 4];
+
+/// `load` (kernel && initrd && boot) tried `1 + LOAD_BACKOFF.len()` times with back-off,
+/// unrolled (no counters: only `goto` to labels that follow and `sleep`, which a build
+/// without the sleep command skips), then one clear line and `exit 1`.
+pub fn load_with_retries(load: &str, image: &str) -> String {
+    let attempts = LOAD_BACKOFF.len() + 1;
+    let mut out = String::new();
+    for (i, wait) in LOAD_BACKOFF.iter().enumerate() {
+        out.push_str(&format!("{load} || goto dls-retry-{}\n", i + 1));
+        out.push_str("exit 0\n");
+        out.push_str(&format!(":dls-retry-{}\n", i + 1));
+        out.push_str(&format!(
+            "echo disklessset: loading image {image} failed (attempt {}/{attempts}): retrying in {wait} s\n",
+            i + 1
+        ));
+        out.push_str(&format!("sleep {wait} || echo\n"));
+    }
+    out.push_str(&format!("{load} || goto dls-failed\n"));
+    out.push_str(":dls-failed\n");
+    out.push_str(&format!(
+        "echo disklessset: could not load the kernel and initramfs of image {image} from ${{dls-base}} after {attempts} attempts\n"
+    ));
+    out.push_str("exit 1\n");
+    out
 }
 
 /// Writes an image's `boot.ipxe` atomically (a dry run notes it).
@@ -86,4 +116,29 @@ pub fn write_boot_script(ctx: &Ctx, name: &str, text: &str) -> Result<()> {
         return Ok(());
     }
     fsutil::write_atomic(&p, text.as_bytes(), 0o644)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_retries_goto_existing_labels_only() {
+        let t = load_with_retries("kernel k && initrd i && boot", "img");
+        let labels: Vec<&str> = t.lines().filter_map(|l| l.strip_prefix(':')).collect();
+        let mut gotos = 0;
+        for l in t.lines() {
+            if let Some((_, target)) = l.split_once("goto ") {
+                gotos += 1;
+                assert!(
+                    labels.contains(&target.trim()),
+                    "goto {target} has no label:\n{t}"
+                );
+            }
+        }
+        assert_eq!(gotos, LOAD_BACKOFF.len() + 1);
+        assert_eq!(t.matches("kernel k && initrd i && boot").count(), 3);
+        assert!(t.contains("sleep 2 || echo\n") && t.contains("sleep 4 || echo\n"));
+        assert!(t.ends_with("after 3 attempts\nexit 1\n"), "{t}");
+    }
 }

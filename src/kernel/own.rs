@@ -78,6 +78,7 @@ pub const APPLETS: &[&str] = &[
     "rm",
     "sed",
     "setsid",
+    "sha256sum",
     "sleep",
     "stat",
     "switch_root",

@@ -18,6 +18,8 @@ pub struct Generation {
     pub path: PathBuf,
     pub size: u64,
     pub current: bool,
+    /// sha256 of the file, computed when it was published.
+    pub sha256: Option<String>,
 }
 
 pub fn current_path(cfg: &Config, name: &str) -> PathBuf {
@@ -60,6 +62,7 @@ pub fn list(cfg: &Config, name: &str, current: u32) -> Vec<Generation> {
             let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             Generation {
                 number: n,
+                sha256: fsutil::read_digest(&path),
                 path,
                 size,
                 current: false,
@@ -70,6 +73,7 @@ pub fn list(cfg: &Config, name: &str, current: u32) -> Vec<Generation> {
     if let Ok(m) = fs::metadata(&cur) {
         out.push(Generation {
             number: current,
+            sha256: fsutil::read_digest(&cur),
             path: cur,
             size: m.len(),
             current: true,
@@ -78,23 +82,56 @@ pub fn list(cfg: &Config, name: &str, current: u32) -> Vec<Generation> {
     out
 }
 
+/// The sha256 of the current generation (its sidecar), if recorded.
+pub fn current_digest(cfg: &Config, name: &str) -> Option<String> {
+    fsutil::read_digest(&current_path(cfg, name))
+}
+
+/// The digest of `p`: its sidecar's, else computed from the content.
+fn digest_of(p: &Path) -> Result<String> {
+    match fsutil::read_digest(p) {
+        Some(d) => Ok(d),
+        None => fsutil::sha256_file(p),
+    }
+}
+
+/// Keeps the current file (and its digest) as generation `n` in `generations/`.
+fn keep_current(cfg: &Config, name: &str, n: u32) -> Result<()> {
+    let cur = current_path(cfg, name);
+    let keep = gen_path(cfg, name, n);
+    if cur.exists() && !keep.exists() {
+        fsutil::ensure_dir(&gen_dir(cfg, name))?;
+        fs::hard_link(&cur, &keep).at(&keep)?;
+    }
+    if keep.exists() && fsutil::read_digest(&keep).is_none() {
+        fsutil::write_digest(&keep, &digest_of(&keep)?)?;
+    }
+    Ok(())
+}
+
+/// Removes a kept generation and its digest sidecar.
+fn remove_kept(p: &Path) -> Result<()> {
+    let _ = fs::remove_file(fsutil::digest_sidecar(p));
+    fs::remove_file(p).at(p)
+}
+
 /// Publishes `staged` (a complete file in the image dir) as generation `current + 1`:
-/// the current file is kept as a hard link, then `staged` is renamed over it.
+/// the current file is kept as a hard link, then `staged` is renamed over it. Its
+/// sha256 is computed first and written next to it (`squashfs.img.sha256`): the boot
+/// script carries it so a node refuses a torn or corrupted download.
 /// Returns the new generation number.
 pub fn publish(cfg: &Config, name: &str, staged: &Path, current: u32) -> Result<u32> {
     let cur = current_path(cfg, name);
     if cur.exists() && current > 0 {
-        let keep = gen_path(cfg, name, current);
-        if !keep.exists() {
-            fsutil::ensure_dir(&gen_dir(cfg, name))?;
-            fs::hard_link(&cur, &keep).at(&keep)?;
-        }
+        keep_current(cfg, name, current)?;
     }
     fs::set_permissions(staged, std::os::unix::fs::PermissionsExt::from_mode(0o644)).at(staged)?;
+    let digest = fsutil::sha256_file(staged)?;
     fsutil::publish(staged, &cur)?;
+    fsutil::write_digest(&cur, &digest)?;
     let next = current + 1;
     // A stale kept file with the new number (from a rolled-back branch) is superseded.
-    let _ = fs::remove_file(gen_path(cfg, name, next));
+    let _ = remove_kept(&gen_path(cfg, name, next));
     prune(cfg, name, next)?;
     Ok(next)
 }
@@ -108,8 +145,7 @@ fn prune(cfg: &Config, name: &str, current: u32) -> Result<()> {
     let keep = cfg.keep_generations as usize;
     while old.len() > keep {
         let n = old.remove(0);
-        let p = gen_path(cfg, name, n);
-        fs::remove_file(&p).at(&p)?;
+        remove_kept(&gen_path(cfg, name, n))?;
     }
     Ok(())
 }
@@ -126,17 +162,16 @@ pub fn rollback(cfg: &Config, name: &str, current: u32) -> Result<u32> {
             ))
         })?;
     let cur = current_path(cfg, name);
-    let keep_cur = gen_path(cfg, name, current);
-    if cur.exists() && !keep_cur.exists() {
-        fs::hard_link(&cur, &keep_cur).at(&keep_cur)?;
-    }
+    keep_current(cfg, name, current)?;
     let src = gen_path(cfg, name, prev);
+    let digest = digest_of(&src)?;
     let staged = fsutil::temp_path_for(&cur);
     fs::hard_link(&src, &staged).at(&staged)?;
     fs::rename(&staged, &cur).at(&cur)?;
     fsutil::sync_dir(&cfg.image_dir(name))?;
+    fsutil::write_digest(&cur, &digest)?;
     // The restored generation is current again: it no longer needs a kept copy.
-    fs::remove_file(&src).at(&src)?;
+    remove_kept(&src)?;
     Ok(prev)
 }
 
@@ -177,5 +212,35 @@ mod tests {
         assert_eq!(fs::read_to_string(current_path(&cfg, "a")).unwrap(), "five");
         let listed = list(&cfg, "a", g);
         assert!(listed.iter().any(|x| x.current && x.number == 3));
+        // every generation carries the sha256 of its own content
+        for x in &listed {
+            let content = fs::read(&x.path).unwrap();
+            let want: String = {
+                use sha2::{Digest, Sha256};
+                Sha256::digest(&content)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            };
+            assert_eq!(x.sha256.as_deref(), Some(want.as_str()), "{x:?}");
+        }
+        assert_eq!(
+            current_digest(&cfg, "a").unwrap(),
+            fsutil::sha256_file(&current_path(&cfg, "a")).unwrap()
+        );
+        // after a rollback the current digest is the restored generation's
+        rollback(&cfg, "a", g).unwrap();
+        assert_eq!(fs::read_to_string(current_path(&cfg, "a")).unwrap(), "two");
+        assert_eq!(
+            current_digest(&cfg, "a").unwrap(),
+            fsutil::sha256_file(&current_path(&cfg, "a")).unwrap()
+        );
+        // pruned generations leave no sidecar behind
+        for e in fs::read_dir(gen_dir(&cfg, "a")).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if let Some(base) = n.strip_suffix(".sha256") {
+                assert!(gen_dir(&cfg, "a").join(base).exists(), "orphan {n}");
+            }
+        }
     }
 }

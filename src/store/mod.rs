@@ -53,6 +53,8 @@ pub struct ImageInfo {
     pub size_bytes: u64,
     pub kernel: Option<String>,
     pub generation: u32,
+    /// sha256 of the published `squashfs.img` (livenet), recorded at publish time.
+    pub sha256: Option<String>,
     /// The live process holding the image's lock, if any.
     pub holder: Option<LockInfo>,
     /// A crashed operation's lock (holder dead).
@@ -248,6 +250,7 @@ pub fn info(cfg: &Config, name: &str, mounts: &[MountEntry]) -> ImageInfo {
         size_bytes: fsutil::tree_size(&dir),
         kernel: record.as_ref().and_then(|r| r.kernel.clone()),
         generation: record.as_ref().map(|r| r.generation).unwrap_or(0),
+        sha256: fsutil::read_digest(&dir.join("squashfs.img")),
         holder,
         interrupted,
         mounts: mounted,

@@ -94,6 +94,9 @@ pub fn image(i: &ImageInfo, as_json: bool) -> Result<()> {
     for m in &i.mounts {
         kv.push(("mount", m.display().to_string()));
     }
+    if let Some(d) = &i.sha256 {
+        kv.push(("sha256", d.clone()));
+    }
     if let Some(r) = &i.record {
         if let Ok(y) = r.to_yaml() {
             for line in y.lines().skip(1) {

@@ -34,6 +34,11 @@ pub fn kernel_cmdline(rec: &ImageRecord, squashfs_url: &str) -> String {
 pub fn render_boot_ipxe(cfg: &Config, rec: &ImageRecord) -> Result<String> {
     let images = ipxe::rel_to_web(cfg, &cfg.images_dir);
     let squash = format!("${{dls-base}}/{images}/{}/squashfs.img", rec.name);
+    let mut cmdline = kernel_cmdline(rec, &squash);
+    // The own initramfs checks the download against it (issue 11); dracut ignores it.
+    if let Some(d) = crate::pack::generations::current_digest(cfg, &rec.name) {
+        cmdline.push_str(&format!(" dl.sha256={d}"));
+    }
     ipxe::render_image(
         cfg,
         &ImageScript {
@@ -45,7 +50,7 @@ pub fn render_boot_ipxe(cfg: &Config, rec: &ImageRecord) -> Result<String> {
             ),
             prelude: String::new(),
             echo: format!("disklessset: booting image {} from ${{dls-base}}", rec.name),
-            cmdline: kernel_cmdline(rec, &squash),
+            cmdline,
             rec,
         },
         &format!("run `disklessset initramfs {}`", rec.name),

@@ -252,7 +252,17 @@ pub fn repack(ctx: &Ctx, rec: &mut ImageRecord, tree: &Path) -> Result<u32> {
     let gen = generations::publish(&ctx.cfg, &rec.name, &staged, rec.generation)?;
     rec.generation = gen;
     store::save(&ctx.cfg, rec)?;
+    rewrite_boot_ipxe(ctx, rec)?;
     Ok(gen)
+}
+
+/// A new generation has a new digest: the boot script that carries it is rewritten
+/// (when the image can boot yet: `create` writes it after its initramfs).
+fn rewrite_boot_ipxe(ctx: &Ctx, rec: &ImageRecord) -> Result<()> {
+    if rec.kernel.is_some() && rec.image.is_some() {
+        super::boot::write_boot_ipxe(ctx, rec)?;
+    }
+    Ok(())
 }
 
 /// `rollback NAME`: the previous generation becomes current again.
@@ -277,6 +287,7 @@ pub fn rollback(ctx: &Ctx, name: &str) -> Result<u32> {
     let g = generations::rollback(&ctx.cfg, name, rec.generation)?;
     rec.generation = g;
     store::save(&ctx.cfg, &rec)?;
+    rewrite_boot_ipxe(ctx, &rec)?;
     Ok(g)
 }
 

@@ -1,0 +1,196 @@
+//! Downloads that cannot be torn (issue 11): the image's boot script carries the sha256
+//! of its published squashfs; the own initramfs refuses a download that does not match,
+//! says so and retries with back-off; once the served file is right again, it boots.
+mod common;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::vm::{boot_until_marker, HttpServer, VmBoot};
+use common::Store;
+
+fn sha256_hex(p: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn flip_byte(p: &Path, at: u64) {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact(&mut b).unwrap();
+    b[0] ^= 0xff;
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(&b).unwrap();
+    f.sync_all().unwrap();
+}
+
+#[test]
+fn corrupted_squashfs_is_refused_retried_and_boots_once_restored() {
+    let s = Store::new();
+    let name = "dig1";
+    s.ok(&["livenet", "create", name, "--type", "core"]);
+    let img: PathBuf = s.images().join(name).join("squashfs.img");
+    let want = sha256_hex(&img);
+
+    // The digest is recorded per generation, shown by `show`, and in the boot script.
+    let sidecar =
+        std::fs::read_to_string(s.images().join(name).join("squashfs.img.sha256")).unwrap();
+    assert_eq!(sidecar, format!("{want}  squashfs.img\n"));
+    let show: serde_json::Value = serde_json::from_str(&s.ok(&["show", name, "--json"])).unwrap();
+    assert_eq!(show["sha256"], want.as_str(), "{show}");
+    assert!(s.ok(&["show", name]).contains(&format!("sha256: {want}")));
+    let script = std::fs::read_to_string(s.images().join(name).join("boot.ipxe")).unwrap();
+    assert!(
+        script.contains(&format!(" dl.sha256={want} ")),
+        "boot.ipxe without the digest:\n{script}"
+    );
+
+    // The image script retries its kernel/initrd with back-off (only labels it has).
+    assert!(script.contains("|| goto dls-retry-1\n"), "{script}");
+    assert!(script.contains("\n:dls-failed\n"), "{script}");
+
+    // One byte of the served file flipped in place (restored below).
+    let size = std::fs::metadata(&img).unwrap().len();
+    let at = size / 2;
+    flip_byte(&img, at);
+    assert_ne!(sha256_hex(&img), want);
+
+    let web = s.root().join("www");
+    let server = HttpServer::serve_dir(&web).unwrap();
+    let entry = format!(
+        "#!ipxe\nset dls-base http://10.0.2.2:{}\nchain ${{dls-base}}/diskless/images/{name}/boot.ipxe\n",
+        server.port
+    );
+    std::fs::write(web.join("entry-digest.ipxe"), entry).unwrap();
+    let log = s.root().join("serial-digest.log");
+
+    // Restores the byte once the node has said it refuses the download.
+    let done = Arc::new(AtomicBool::new(false));
+    let restored = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (log, img, done, restored) = (
+            log.clone(),
+            img.clone(),
+            Arc::clone(&done),
+            Arc::clone(&restored),
+        );
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            while !done.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(900) {
+                let text = std::fs::read(&log).unwrap_or_default();
+                if String::from_utf8_lossy(&text).contains("sha256 mismatch") {
+                    flip_byte(&img, at);
+                    restored.store(true, Ordering::Relaxed);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let mut vm = VmBoot::new(
+        server.guest_url("entry-digest.ipxe"),
+        &log,
+        format!("disklessset: image {name} booted"),
+    );
+    vm.timeout = Duration::from_secs(900);
+    let run = boot_until_marker(&vm);
+    done.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+    let run = run.unwrap_or_else(|e| panic!("{name} did not boot: {e}"));
+    assert!(
+        restored.load(Ordering::Relaxed),
+        "no mismatch seen:\n{}",
+        run.log
+    );
+    assert_eq!(sha256_hex(&img), want);
+    let mismatch = format!("want {want}): retrying");
+    let line = run
+        .log
+        .lines()
+        .find(|l| l.contains("sha256 mismatch (got "))
+        .unwrap_or_else(|| panic!("no mismatch line:\n{}", run.log));
+    assert!(
+        line.starts_with("disklessset-init: ") && line.contains(&mismatch),
+        "{line}"
+    );
+    assert!(
+        run.log.contains("sha256 of ") && run.log.contains(" verified"),
+        "no verified line:\n{}",
+        run.log
+    );
+    for l in run
+        .log
+        .lines()
+        .filter(|l| l.contains("sha256") || l.contains("retry"))
+    {
+        eprintln!("console: {}", l.trim_end());
+    }
+    eprintln!(
+        "{name}: power-on to marker {:.1}s (with one refused download)",
+        run.elapsed_secs
+    );
+}
+
+/// The digest in the boot script follows every publish: unmount (a new generation)
+/// and rollback rewrite boot.ipxe with the digest of what is now served.
+#[test]
+fn boot_script_digest_follows_unmount_and_rollback() {
+    let s = Store::new();
+    let name = "dig2";
+    s.ok(&["livenet", "create", name, "--type", "core"]);
+    let dir = s.images().join(name);
+    let img = dir.join("squashfs.img");
+    let script = || std::fs::read_to_string(dir.join("boot.ipxe")).unwrap();
+    let gen1 = sha256_hex(&img);
+    assert!(script().contains(&format!("dl.sha256={gen1} ")));
+
+    s.ok(&["livenet", "mount", name]);
+    std::fs::write(
+        s.root().join(format!("workdir/{name}/mnt/etc/digest-test")),
+        "2\n",
+    )
+    .unwrap();
+    s.ok(&["livenet", "unmount", name]);
+    let gen2 = sha256_hex(&img);
+    assert_ne!(gen1, gen2);
+    assert!(
+        script().contains(&format!("dl.sha256={gen2} ")),
+        "{}",
+        script()
+    );
+    // the kept generation keeps its own digest
+    let kept = std::fs::read_to_string(dir.join("generations/squashfs.img.1.sha256")).unwrap();
+    assert_eq!(kept, format!("{gen1}  squashfs.img.1\n"));
+    assert_eq!(sha256_hex(&dir.join("generations/squashfs.img.1")), gen1);
+
+    s.ok(&["rollback", name]);
+    assert_eq!(sha256_hex(&img), gen1);
+    assert!(
+        script().contains(&format!("dl.sha256={gen1} ")),
+        "{}",
+        script()
+    );
+    let show: serde_json::Value = serde_json::from_str(&s.ok(&["show", name, "--json"])).unwrap();
+    assert_eq!(show["sha256"], gen1.as_str());
+    assert!(!dir.join("generations/squashfs.img.1.sha256").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("generations/squashfs.img.2.sha256")).unwrap(),
+        format!("{gen2}  squashfs.img.2\n")
+    );
+}
