@@ -341,3 +341,65 @@ fn server_records_script_fetches_and_booted_call_home() {
     let st = bootset(&s, &["-s"]);
     assert!(st.contains("n1") && st.contains("reboot changes"), "{st}");
 }
+
+/// issue 13, provision once: `bootset --once` serves the once-assignment to the first
+/// script fetch the server sees, then the previous script comes back.
+#[test]
+fn once_assignment_is_served_once_then_the_previous_comes_back() {
+    let s = Store::new();
+    std::fs::create_dir_all(s.images()).unwrap();
+    s.ok(&["nodes", "add", "n[1-2]"]);
+    // no previous assignment: refused, naming the node, nothing written
+    let out = Command::new(env!("CARGO_BIN_EXE_bootset"))
+        .arg("--root")
+        .arg(s.root())
+        .args(["-n", "n2", "-b", "disk", "--once"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_one_line_error(&err, "node n2 has no previous assignment");
+    assert!(!s.root().join("www/nodes/n2.ipxe").exists());
+    // a previous assignment with an image (a diskless one needs a built image: `next -i`
+    // carries the image through the same script lines)
+    bootset(&s, &["-n", "n1", "-b", "next", "-i", "img1"]);
+    let before = std::fs::read_to_string(s.root().join("www/nodes/n1.ipxe")).unwrap();
+    bootset(&s, &["-n", "n1", "-b", "disk", "--once"]);
+    let st = bootset(&s, &["-s"]);
+    assert!(st.contains("disk (once, then next img1): n1"), "{st}");
+    let st: serde_json::Value = serde_json::from_str(&bootset(&s, &["-s", "--json"])).unwrap();
+    let line = st
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["nodes"] == "n1")
+        .cloned()
+        .unwrap_or_else(|| panic!("{st}"));
+    assert_eq!(line["boot_type"], "disk", "{st}");
+    assert_eq!(line["once_then"], "next img1", "{st}");
+    let srv = serve(&s);
+    let (code, body) = get(&srv.addr, "/nodes/n1.ipxe");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("set dls-boot-type disk"), "{body}");
+    let (code, body) = get(&srv.addr, "/nodes/n1.ipxe");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("set dls-boot-type next"), "{body}");
+    assert!(body.contains("set node-image img1"), "{body}");
+    assert_eq!(body, before);
+    let st: serde_json::Value = serde_json::from_str(&bootset(&s, &["-s", "--json"])).unwrap();
+    let line = st
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["nodes"] == "n1")
+        .cloned()
+        .unwrap_or_else(|| panic!("{st}"));
+    assert_eq!(line["boot_type"], "next", "{st}");
+    assert_eq!(line["image"], "img1", "{st}");
+    assert!(line["once_then"].is_null(), "{st}");
+    let n1 = &line["seen"][0];
+    assert_eq!(n1["once_restored_to"], "next img1", "{n1}");
+    assert!(n1["once_restored_at"].as_u64().is_some(), "{n1}");
+    assert!(n1.get("once").is_none(), "{n1}");
+}

@@ -44,6 +44,10 @@ struct Cli {
     /// partitions (without it, such a disk is refused and left untouched)
     #[arg(long)]
     wipe: bool,
+    /// Only for the next boot: once the server has served this script to the node, it
+    /// puts the node's previous assignment back (refused for a node with none)
+    #[arg(long)]
+    once: bool,
     /// Then boot the nodes now through their BMCs (`bmc:` in the inventory): next boot
     /// PXE once, then a power cycle (power on when off)
     #[arg(long)]
@@ -157,11 +161,20 @@ fn run(cli: Cli) -> Result<i32> {
                 if !l.reboot_changes.is_empty() {
                     seen.push_str(&format!("; a reboot changes {}", l.reboot_changes));
                 }
+                let once = l
+                    .once_then
+                    .as_ref()
+                    .map(|t| format!(" (once, then {t})"))
+                    .unwrap_or_default();
                 match &l.image {
-                    Some(i) => {
-                        println!("{} {i}: {} ({} nodes{seen})", l.boot_type, l.nodes, l.count)
-                    }
-                    None => println!("{}: {} ({} nodes{seen})", l.boot_type, l.nodes, l.count),
+                    Some(i) => println!(
+                        "{} {i}{once}: {} ({} nodes{seen})",
+                        l.boot_type, l.nodes, l.count
+                    ),
+                    None => println!(
+                        "{}{once}: {} ({} nodes{seen})",
+                        l.boot_type, l.nodes, l.count
+                    ),
                 }
             }
         }
@@ -181,6 +194,7 @@ fn run(cli: Cli) -> Result<i32> {
             None => NetMode::Default,
         },
         wipe: cli.wipe,
+        once: cli.once,
     };
     if cli.reboot {
         let req = Request::BootsetReboot {

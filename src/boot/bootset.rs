@@ -100,6 +100,9 @@ pub struct Assign {
     pub net: NetMode,
     /// `-b install --wipe`: the installer may repartition a disk that holds partitions.
     pub wipe: bool,
+    /// `--once`: after the server sees the node fetch this script once, it puts the
+    /// previous script back (issue 13, provision once).
+    pub once: bool,
 }
 
 /// What a run changed.
@@ -485,6 +488,37 @@ pub fn assign(ctx: &Ctx, a: &Assign) -> Result<AssignReport> {
             render_node(cfg, &inv, node, a)?,
         ));
     }
+    // `--once`: each node's previous assignment, read before anything is written; a
+    // node with none is refused (there would be nothing to return to).
+    let mut previous: Vec<(String, super::seen::Once)> = Vec::new();
+    if a.once {
+        let now = super::seen::now();
+        for n in &nodes {
+            let pending = super::seen::load(cfg, n).and_then(|s| s.once);
+            if let Some(p) = pending {
+                // a second --once before the first was served: still return to the first's previous
+                previous.push((n.clone(), super::seen::Once { since: now, ..p }));
+                continue;
+            }
+            let path = node_script_path(cfg, n);
+            let (Some((bt, img)), Ok(text)) =
+                (read_assignment(cfg, n), std::fs::read_to_string(&path))
+            else {
+                return Err(Error::invalid(format!(
+                    "node {n} has no previous assignment for --once to return to: assign it first (bootset -n {n} -b TYPE); nothing was written"
+                )));
+            };
+            previous.push((
+                n.clone(),
+                super::seen::Once {
+                    since: now,
+                    previous_boot_type: Some(bt),
+                    previous_image: img,
+                    previous_script: Some(text),
+                },
+            ));
+        }
+    }
     let mut rep = AssignReport {
         nodes: nodes.len(),
         folded: nodeset::fold(&nodes),
@@ -521,6 +555,18 @@ pub fn assign(ctx: &Ctx, a: &Assign) -> Result<AssignReport> {
     }
     rep.written = changed.len();
     fsutil::write_atomic_batch(&changed, 0o644)?;
+    if a.once {
+        for (n, once) in previous {
+            super::seen::update(cfg, &n, |s| s.once = Some(once))?;
+        }
+    } else {
+        // a plain assignment supersedes a pending --once
+        for n in &nodes {
+            if super::seen::load(cfg, n).is_some_and(|s| s.once.is_some()) {
+                super::seen::update(cfg, n, |s| s.once = None)?;
+            }
+        }
+    }
     for (alias, want) in aliases {
         let tmp = fsutil::temp_path_for(&alias);
         std::os::unix::fs::symlink(&want, &tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -539,6 +585,8 @@ pub struct StatusLine {
     pub image: Option<String>,
     pub nodes: String,
     pub count: usize,
+    /// `--once` pending: what these nodes return to after their next script fetch.
+    pub once_then: Option<String>,
     /// Of these nodes, those whose image reported booted since their last script.
     pub booted: String,
     /// Those whose assignment changed since they last fetched their script.
@@ -582,15 +630,21 @@ pub fn status(ctx: &Ctx, set: Option<&str>) -> Result<Vec<StatusLine>> {
         None => inv.nodes.keys().cloned().collect(),
     };
     type Group = (Vec<String>, Vec<String>, Vec<String>, Vec<StatusNode>);
-    let mut groups: BTreeMap<(String, Option<String>), Group> = BTreeMap::new();
+    type Key = (String, Option<String>, Option<String>);
+    let mut groups: BTreeMap<Key, Group> = BTreeMap::new();
     let mut gens: BTreeMap<String, Option<u32>> = BTreeMap::new();
     for n in nodes {
         let assigned = read_assignment(cfg, &n);
-        let key = assigned
+        let record = super::seen::load(cfg, &n);
+        let (bt, img) = assigned
             .clone()
             .unwrap_or_else(|| ("unassigned".into(), None));
-        let g = groups.entry(key.clone()).or_default();
-        if let Some(s) = super::seen::load(cfg, &n) {
+        let once = record
+            .as_ref()
+            .and_then(|s| s.once.as_ref())
+            .map(|o| o.then());
+        let g = groups.entry((bt, img, once)).or_default();
+        if let Some(s) = record {
             let state = super::seen::state_of(&s, assigned.is_some(), false);
             let changes = match &assigned {
                 None => s.script_at.is_some(),
@@ -624,9 +678,10 @@ pub fn status(ctx: &Ctx, set: Option<&str>) -> Result<Vec<StatusLine>> {
     Ok(groups
         .into_iter()
         .map(
-            |((boot_type, image), (nodes, booted, changes, seen))| StatusLine {
+            |((boot_type, image, once_then), (nodes, booted, changes, seen))| StatusLine {
                 boot_type,
                 image,
+                once_then,
                 count: nodes.len(),
                 nodes: nodeset::fold(&nodes),
                 booted: nodeset::fold(&booted),
@@ -680,6 +735,7 @@ mod tests {
             extra: Some("panic=10".into()),
             net: NetMode::Network,
             wipe: false,
+            once: false,
         };
         let s = render_node(&cfg, &inv, &inv.nodes["c1"], &a).unwrap();
         assert!(!s.contains("{{"), "{s}");
@@ -754,6 +810,7 @@ mod tests {
             extra: None,
             net: NetMode::Dhcp,
             wipe: false,
+            once: false,
         };
         let s = render_node(&cfg, &inv, &inv.nodes["c1"], &a).unwrap();
         let ia = s.find("set dls-base http://10.0.1.1\n").expect(&s);

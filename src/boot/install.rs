@@ -217,6 +217,7 @@ pub fn mark_installed(cfg: &Config, node: &str, report: &str) -> Result<String> 
         extra: None,
         net: NetMode::Default,
         wipe: false,
+        once: false,
     };
     let disk = bootset::render_node(cfg, &inv, n, &a)?;
     fsutil::write_atomic(&script, disk.as_bytes(), 0o644)?;

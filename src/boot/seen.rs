@@ -40,6 +40,11 @@ pub struct Seen {
     /// `bootset --once`: the assignment to restore after one boot seen by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub once: Option<Once>,
+    /// When the server last put a `--once` node's previous script back, and what to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub once_restored_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub once_restored_to: Option<String>,
 }
 
 /// A pending `--once`: the previous script to put back, and since when it is pending.
@@ -48,6 +53,8 @@ pub struct Once {
     pub since: u64,
     /// The previous boot type (None: the node had no script; it is removed).
     pub previous_boot_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_image: Option<String>,
     /// The previous script text, put back as it was.
     pub previous_script: Option<String>,
 }
@@ -109,6 +116,17 @@ pub fn update(cfg: &Config, node: &str, f: impl FnOnce(&mut Seen)) -> Result<See
     f(&mut s);
     save(cfg, node, &s)?;
     Ok(s)
+}
+
+impl Once {
+    /// "diskless img" / "disk": what the node returns to.
+    pub fn then(&self) -> String {
+        let bt = self.previous_boot_type.as_deref().unwrap_or("unassigned");
+        match &self.previous_image {
+            Some(i) => format!("{bt} {i}"),
+            None => bt.to_string(),
+        }
+    }
 }
 
 /// The state from facts: the record, whether a script is assigned, facts known.

@@ -98,6 +98,35 @@ impl BootHandler {
         }
     }
 
+    /// `bootset --once`: when a node with a pending once fetches its script, serve that
+    /// script (returned) and put its previous script back (atomically), recording it.
+    fn serve_once(&self, node: &str) -> Option<Response> {
+        let once = seen::load(&self.cfg, node)?.once?;
+        let path = self.cfg.nodes_ipxe_dir.join(format!("{node}.ipxe"));
+        let text = std::fs::read_to_string(&path).ok()?;
+        let restored = match &once.previous_script {
+            Some(prev) => crate::fsutil::write_atomic(&path, prev.as_bytes(), 0o644),
+            None => Ok(()),
+        };
+        if let Err(e) = restored {
+            tracing::warn!("serve: cannot restore the previous script of {node}: {e}");
+            return Some(Self::ipxe(text));
+        }
+        let res = seen::update(&self.cfg, node, |s| {
+            s.once = None;
+            s.once_restored_at = Some(seen::now());
+            s.once_restored_to = Some(once.then());
+        });
+        if let Err(e) = res {
+            tracing::warn!("serve: cannot record the once restore of {node}: {e}");
+        }
+        tracing::info!(
+            "serve: {node} fetched its --once script; back to {}",
+            once.then()
+        );
+        Some(Self::ipxe(text))
+    }
+
     /// `/booted/KEY` (KEY: MAC or hostname): the image's ready unit calls home.
     fn booted(&self, key: &str) -> Response {
         let Some(node) = self.node_of(key) else {
@@ -169,6 +198,9 @@ impl DynamicHandler for BootHandler {
                 if req.method == "GET" {
                     if let Some(node) = self.node_of(key) {
                         self.record_script(&node);
+                        if let Some(r) = self.serve_once(&node) {
+                            return Some(r);
+                        }
                     }
                 }
                 if self.cfg.nodes_ipxe_dir.join(format!("{key}.ipxe")).exists() {

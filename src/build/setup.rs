@@ -591,6 +591,30 @@ done
 line="disklessset: image $name booted (kernel $(uname -r), os-release ${{osname:-unset}})"
 echo "$line" > /dev/console 2>/dev/null || true
 echo "$line"
+# Call home (issue 13): GET BASE/booted/MAC on the boot server, BASE from dl.base= or
+# the root=live: URL of the kernel command line; never fails the boot.
+base=
+live=
+for arg in $(cat /proc/cmdline 2>/dev/null); do
+  case "$arg" in
+    dl.base=*) base=${{arg#dl.base=}} ;;
+    root=live:http://*|root=live:https://*)
+      u=${{arg#root=live:}}; h=${{u#*://}}; live="${{u%%://*}}://${{h%%/*}}" ;;
+  esac
+done
+base=${{base:-$live}}
+if [ -n "$base" ]; then
+  for a in /sys/class/net/*/address; do
+    mac=$(tr ':' '-' < "$a" 2>/dev/null)
+    case "$mac" in ''|00-00-00-00-00-00) continue ;; esac
+    if command -v curl >/dev/null 2>&1; then
+      curl -fsS -m 5 -o /dev/null "$base/booted/$mac" 2>/dev/null && break
+    elif command -v wget >/dev/null 2>&1; then
+      wget -q -T 5 -O /dev/null "$base/booted/$mac" 2>/dev/null && break
+    fi
+  done
+fi
+exit 0
 "#
     );
     tree::write(
@@ -953,6 +977,70 @@ mod tests {
             .output()
             .unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).starts_with("disklessset: image img-b booted"));
+    }
+
+    #[test]
+    fn ready_marker_calls_home_with_the_base_of_the_command_line() {
+        use std::io::{Read, Write};
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("tree");
+        fs::create_dir_all(&t).unwrap();
+        let r = Runner::new(false);
+        ready_unit(&r, &t, "img-a").unwrap();
+        let script = fs::read_to_string(t.join("usr/lib/disklessset/ready")).unwrap();
+        assert!(script.contains("/booted/$mac"), "{script}");
+        if std::process::Command::new("sh")
+            .args(["-c", "command -v curl || command -v wget"])
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
+            panic!("this test needs curl or wget on the host");
+        }
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let cmdline = d.path().join("cmdline");
+        fs::write(
+            &cmdline,
+            format!("ro root=live:http://127.0.0.1:{port}/images/img-a/squashfs.img ip=dhcp\n"),
+        )
+        .unwrap();
+        let net = d.path().join("net");
+        fs::create_dir_all(net.join("eth0")).unwrap();
+        fs::write(net.join("eth0/address"), "52:54:00:bb:00:01\n").unwrap();
+        let script = script
+            .replace("/proc/cmdline", &cmdline.display().to_string())
+            .replace("/sys/class/net", &net.display().to_string())
+            .replace("/dev/console", "/dev/null");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let n = c.read(&mut buf).unwrap();
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+        });
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let req = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the ready script did not call home");
+        assert!(
+            req.starts_with("GET /booted/52-54-00-bb-00-01 HTTP/1."),
+            "{req}"
+        );
+        // no server reachable: the boot marker still succeeds
+        let script = script.replace(&format!(":{port}/"), ":1/");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
     }
 
     #[test]

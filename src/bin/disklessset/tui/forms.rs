@@ -575,6 +575,7 @@ pub fn bootset_reboot(set: &str, images: Vec<String>, inv: Option<Inventory>) ->
                     extra: None,
                     net: ops::NetMode::Default,
                     wipe: false,
+                    once: false,
                 },
                 staging: ops::Staging {
                     batch: v.get("batch").parse().ok(),

@@ -541,6 +541,7 @@ fn bootset_status_and_images_nodes_column() {
                 extra: None,
                 net: NetMode::Default,
                 wipe: false,
+                once: false,
             },
         )
         .expect("bootset");
