@@ -15,9 +15,9 @@
 //! it (one atomic step, so kernels, images and scripts switch together: the scripts are
 //! never ahead of the files they name), and keeps the previous release for downloads
 //! still running from it. A push killed at any point leaves `current` on a complete
-//! release. Never copied: `image_data.yml` and any YAML, dotfiles, `*.tmp` (the same
-//! rule as the built-in server's); work dirs, secrets and the state dir live outside the
-//! web root and are never a source.
+//! release. Never copied: what the built-in server never serves (`image_data.yml` and
+//! any YAML, dotfiles, `*.tmp`, and the work/state/log/NFS dirs if a config places them
+//! inside the web root): one rule, [`serve::PRIVATE_NAMES`] and [`serve::private_paths`].
 //!
 //! rsync and ssh run through the runner (argv). For an SSH target the few remote steps
 //! (rename, symlink switch, prune) are one `ssh HOST -- CMD` whose words are each quoted
@@ -34,22 +34,27 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::sys::runner::{quote, Cmd};
 
+use super::serve;
+
 const INCOMING: &str = ".incoming";
 
-/// The rsync filter rules of every push and status check, in order.
-fn filters() -> Vec<String> {
-    [
-        // keep a partial file of a killed push for the next one to resume
-        "--filter=P .rsync-partial/",
-        "--exclude=.*",
-        "--exclude=*.tmp",
-        "--exclude=*.yml",
-        "--exclude=*.yaml",
-        "--exclude=*.lock",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+/// The rsync filter rules of every push and status check, in order: the server's own
+/// private rule ([`serve::PRIVATE_NAMES`], [`serve::private_paths`]) plus lock files.
+fn filters(cfg: &Config) -> Vec<String> {
+    // keep a partial file of a killed push for the next one to resume
+    let mut f = vec!["--filter=P .rsync-partial/".to_string()];
+    f.extend(
+        serve::PRIVATE_NAMES
+            .iter()
+            .map(|n| format!("--exclude={n}")),
+    );
+    f.push("--exclude=*.lock".into());
+    f.extend(
+        serve::private_paths(cfg)
+            .into_iter()
+            .map(|p| format!("--exclude=/{}", p.trim_matches('/'))),
+    );
+    f
 }
 
 /// What one push did.
@@ -287,17 +292,17 @@ pub fn select<'a>(cfg: &'a Config, names: &[String]) -> Result<Vec<&'a Replica>>
 pub fn tree_stamp(cfg: &Config) -> String {
     let mut h = Sha256::new();
     let root = &cfg.web_root;
+    let private = serve::private_paths(cfg);
     let mut entries: Vec<(String, String)> = walkdir::WalkDir::new(root)
         .same_file_system(true)
         .min_depth(1)
         .into_iter()
         .filter_entry(|e| {
             let n = e.file_name().to_string_lossy();
-            !(n.starts_with('.')
-                || n.ends_with(".tmp")
-                || n.ends_with(".yml")
-                || n.ends_with(".yaml")
-                || n.ends_with(".lock"))
+            let rel = e.path().strip_prefix(root).unwrap_or(e.path());
+            !(serve::is_private_name(&n)
+                || n.ends_with(".lock")
+                || private.iter().any(|p| rel == Path::new(p)))
         })
         .flatten()
         .filter_map(|e| {
@@ -447,7 +452,7 @@ fn push_one(ctx: &Ctx, r: &Replica, src: &str) -> Result<(u32, u64, u64)> {
             "--delete-excluded",
             "--partial-dir=.rsync-partial",
         ])
-        .args(filters());
+        .args(filters(&ctx.cfg));
     if let Some(c) = current {
         // relative to the destination directory
         cmd = cmd.arg(format!("--link-dest=../{c}"));
@@ -482,7 +487,7 @@ pub fn status(ctx: &Ctx, names: &[String]) -> Result<Vec<ReplicaStatus>> {
                     .package("rsync")
                     .read_only()
                     .args(["-n", "-a", "-H", "-c", "-i", "--delete"])
-                    .args(filters())
+                    .args(filters(&ctx.cfg))
                     .arg(src.as_str())
                     .arg(site.rsync_dest("current"));
                 let o = ctx.runner.run(&cmd)?;
@@ -575,6 +580,28 @@ mod tests {
         let s = "Number of files: 12 (reg: 8, dir: 4)\nNumber of regular files transferred: 3\nTotal file size: 1,234 bytes\nTotal transferred file size: 1,024 bytes\n";
         assert_eq!(parse_stats(s), (3, 1024));
         assert_eq!(parse_stats(""), (0, 0));
+    }
+
+    #[test]
+    fn private_rule_is_the_servers() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = Config::under_root(d.path()).unwrap();
+        cfg.state_dir = cfg.web_root.join("state");
+        let f = filters(&cfg);
+        for n in serve::PRIVATE_NAMES {
+            assert!(f.contains(&format!("--exclude={n}")), "{f:?}");
+        }
+        assert!(f.contains(&"--exclude=/state".to_string()), "{f:?}");
+        for (n, private) in [
+            ("image_data.yml", true),
+            (".x", true),
+            ("a.tmp", true),
+            ("b.yaml", true),
+            ("boot.ipxe", false),
+            ("squashfs.img", false),
+        ] {
+            assert_eq!(serve::is_private_name(n), private, "{n}");
+        }
     }
 
     #[test]

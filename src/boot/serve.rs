@@ -212,6 +212,39 @@ impl DynamicHandler for BootHandler {
     }
 }
 
+/// Names never served (nor replicated): the image records and any YAML, dotfiles, temp
+/// files. Globs with one `*`.
+pub const PRIVATE_NAMES: &[&str] = &["image_data.yml", ".*", "*.tmp", "*.yml", "*.yaml"];
+
+/// Whether a file name matches [`PRIVATE_NAMES`].
+pub fn is_private_name(name: &str) -> bool {
+    PRIVATE_NAMES.iter().any(|g| match g.split_once('*') {
+        Some((pre, suf)) => {
+            name.len() >= pre.len() + suf.len() && name.starts_with(pre) && name.ends_with(suf)
+        }
+        None => name == *g,
+    })
+}
+
+/// The store's private dirs a config placed inside the web root (the work dir, state,
+/// logs, NFS trees are outside it by default), relative to it: never served, never
+/// replicated.
+pub fn private_paths(cfg: &Config) -> Vec<String> {
+    [
+        &cfg.work_dir,
+        &cfg.state_dir,
+        &cfg.log_dir,
+        &cfg.nfs_staging_dir,
+        &cfg.nfs_golden_dir,
+        &cfg.nfs_nodes_dir,
+    ]
+    .into_iter()
+    .filter_map(|p| p.strip_prefix(&cfg.web_root).ok())
+    .map(|rel| rel.display().to_string())
+    .filter(|rel| !rel.is_empty())
+    .collect()
+}
+
 /// Binds the server on `listen` for the store's web root.
 pub fn bind(cfg: &Config, listen: SocketAddr, max_connections: Option<usize>) -> Result<Server> {
     if !cfg.web_root.is_dir() {
@@ -222,27 +255,8 @@ pub fn bind(cfg: &Config, listen: SocketAddr, max_connections: Option<usize>) ->
     }
     let mut sc = ServerConfig::new(&cfg.web_root, listen);
     sc.max_connections = max_connections.unwrap_or(cfg.max_connections);
-    sc.deny_names = vec![
-        "image_data.yml".into(),
-        ".*".into(),
-        "*.tmp".into(),
-        "*.yml".into(),
-        "*.yaml".into(),
-    ];
-    // The work dir, state and NFS trees are outside the web root by default; if a
-    // config places one inside, hide it.
-    for p in [
-        &cfg.work_dir,
-        &cfg.state_dir,
-        &cfg.log_dir,
-        &cfg.nfs_staging_dir,
-        &cfg.nfs_golden_dir,
-        &cfg.nfs_nodes_dir,
-    ] {
-        if let Ok(rel) = p.strip_prefix(&cfg.web_root) {
-            sc.deny_paths.push(rel.display().to_string());
-        }
-    }
+    sc.deny_names = PRIVATE_NAMES.iter().map(|n| n.to_string()).collect();
+    sc.deny_paths = private_paths(cfg);
     http::bind(sc, Arc::new(BootHandler::new(cfg.clone())))
         .map_err(|e| Error::invalid(format!("serve on {listen}: {e}")))
 }
