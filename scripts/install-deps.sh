@@ -19,6 +19,9 @@ PKGS=(
   rsync nginx openssh-client   # replicas: rsync pushes, nginx serves them in the tests (issue 17)
   wrk nginx   # issue 11: scripts/bench-storm.sh (storm of keep-alive clients, nginx for comparison)
   ovmf systemd-boot-efi extlinux syslinux-common dosfstools fdisk mtools  # issue 16: UEFI boots, install to disk
+  libcap2-bin   # issue 15: setcap/getcap in tests/import_more.rs (capabilities kept by a directory import)
+  dnsmasq-base iproute2   # issue 12: test network (netns, bridge, taps, DHCP reservations from the inventory)
+  netcat-openbsd   # issue 12: the own initramfs fetches a node's secrets from a privileged source port (busybox nc cannot bind one)
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -5,7 +5,8 @@
 # sum of them all (over 40 minutes), two lanes take about half. Each file runs in one lane,
 # its tests one at a time (--test-threads=1), so at most LANES VMs run at once. Files are
 # placed heaviest first into the lane with the least work so far (the weights are the seconds
-# each file took in a CI run on a 2-core machine; a file not in the table counts as 120 s).
+# each file took in a CI run on a 2-core machine, a fresh clone on 2026-12-03; a file not in
+# the table counts as 120 s).
 # Every file's output goes to $LOGDIR/NAME.log; a failing file's log is printed at the end.
 # Exit status: 0 when every file passed.
 set -uo pipefail
@@ -15,10 +16,11 @@ LOGDIR=${DLS_TEST_LOGDIR:-target/test-logs}
 mkdir -p "$LOGDIR"
 
 declare -A WEIGHT=(
-  [livenet]=540 [uefi]=540 [install]=413 [nfs]=254 [power]=243 [import]=214
-  [params]=175 [replicas]=127 [boot_built_image]=110 [digest]=107 [bootset]=84
-  [build_debian]=68 [orphans]=59 [hostile]=47 [faults]=24 [foundation]=12 [tui_pty]=2
-  [nodes]=2
+  [livenet]=620 [install]=379 [uefi]=324 [digest]=317 [secrets_vm]=245 [import_more]=217
+  [nfs]=216 [reproducible]=200 [import]=177 [replicas]=177 [params]=159 [power]=136
+  [discovery]=112 [orphans]=102 [boot_built_image]=73 [secrets]=67 [bootset]=62
+  [testnet]=59 [build_debian]=50 [hostile]=46 [faults]=24 [foundation]=13 [tui_pty]=6
+  [nodes]=2 [groups]=1
 )
 
 files=()

@@ -66,6 +66,9 @@ pub struct ConfigFile {
     pub compression: Option<Compression>,
     pub compression_level: Option<u32>,
     pub keep_generations: Option<u32>,
+    /// `gc`: an image or generation a node booted within this many days is kept (the
+    /// default of `gc --older-than`).
+    pub gc_keep_booted_days: Option<u64>,
     /// Free space added by `livenet resize NAME auto`, in MiB.
     pub resize_headroom_mib: Option<u64>,
     /// Package mirrors per distro family (`debian`, `ubuntu`, ...).
@@ -94,6 +97,41 @@ pub struct ConfigFile {
     pub replicate_on_publish: Option<bool>,
     /// rsync `--bwlimit` for replication, KiB/s (0 or absent: no limit).
     pub replicate_bwlimit_kib: Option<u64>,
+    /// bootset writes `nodes/MAC.ipxe` aliases for static web servers (issue 13, scale:
+    /// `false` when only `disklessset serve` serves, which finds nodes by MAC itself).
+    pub mac_aliases: Option<bool>,
+    /// Per-node secrets (host keys, root hashes, extra files), never under the web root
+    /// (issue 12; default: `secrets` under state_dir).
+    pub secrets_dir: Option<PathBuf>,
+    /// How long a node stays armed for its secrets bundle after fetching its script.
+    pub secrets_window_secs: Option<u64>,
+    /// Image-relative paths the publish check lets through (an admin ships them knowingly).
+    #[serde(default)]
+    pub secrets_allow: Vec<String>,
+    // issue 13: discovery
+    /// What a machine does after its discovery report: `poweroff` (default) or `wait`.
+    pub discovery_after: Option<DiscoveryAfter>,
+    /// The kernel version the discovery system boots (default: the newest published
+    /// kernel with an own initramfs).
+    pub discovery_kernel: Option<String>,
+}
+
+/// What a machine does after it reported its facts (config `discovery_after`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscoveryAfter {
+    #[default]
+    Poweroff,
+    Wait,
+}
+
+impl DiscoveryAfter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiscoveryAfter::Poweroff => "poweroff",
+            DiscoveryAfter::Wait => "wait",
+        }
+    }
 }
 
 /// One replica as written in the config file.
@@ -199,6 +237,7 @@ pub struct Config {
     pub compression: Compression,
     pub compression_level: u32,
     pub keep_generations: u32,
+    pub gc_keep_booted_days: u64,
     pub resize_headroom_mib: u64,
     pub mirrors: BTreeMap<String, String>,
     pub dnf_repos: BTreeMap<String, String>,
@@ -210,6 +249,12 @@ pub struct Config {
     pub replicas: Vec<Replica>,
     pub replicate_on_publish: bool,
     pub replicate_bwlimit_kib: u64,
+    pub mac_aliases: bool,
+    pub secrets_dir: PathBuf,
+    pub secrets_window_secs: u64,
+    pub secrets_allow: Vec<String>,
+    pub discovery_after: DiscoveryAfter,
+    pub discovery_kernel: Option<String>,
 }
 
 /// Where the configuration comes from: flags and environment, already merged by the front-end.
@@ -469,6 +514,54 @@ impl Config {
                 });
             }
         }
+        let secrets_dir = pick(f.secrets_dir.clone(), "secrets", state_dir.join("secrets"));
+        if !secrets_dir.is_absolute() {
+            return Err(Error::Config {
+                file: source_name(&source),
+                msg: format!(
+                    "secrets_dir: {} must be an absolute path",
+                    secrets_dir.display()
+                ),
+            });
+        }
+        // An explicit secrets_dir inside the web root is refused; the default one (under a
+        // state_dir a config put there) is kept out of what is served (serve::private_paths).
+        let explicit = root.is_none() && f.secrets_dir.is_some();
+        if (explicit && secrets_dir.starts_with(&web_root)) || web_root.starts_with(&secrets_dir) {
+            return Err(Error::Config {
+                file: source_name(&source),
+                msg: format!(
+                    "secrets_dir {} is inside (or holds) the web root {}: anyone could download the node secrets; put it elsewhere (default: state_dir/secrets)",
+                    secrets_dir.display(),
+                    web_root.display()
+                ),
+            });
+        }
+        let secrets_window_secs = f.secrets_window_secs.unwrap_or(600);
+        if secrets_window_secs == 0 || secrets_window_secs > 86_400 {
+            return Err(Error::Config {
+                file: source_name(&source),
+                msg: format!(
+                    "secrets_window_secs: {secrets_window_secs} is out of range: allowed 1..=86400"
+                ),
+            });
+        }
+        for a in &f.secrets_allow {
+            let rel = a.trim_start_matches('/');
+            if rel.is_empty() || rel.split('/').any(|c| c == ".." || c == ".") {
+                return Err(Error::Config {
+                    file: source_name(&source),
+                    msg: format!(
+                        "secrets_allow: {a:?} is not an image path: write e.g. etc/ssl/private/site.key"
+                    ),
+                });
+            }
+        }
+        let secrets_allow = f
+            .secrets_allow
+            .iter()
+            .map(|a| a.trim_start_matches('/').trim_end_matches('/').to_string())
+            .collect();
         Ok(Config {
             source,
             root,
@@ -500,6 +593,7 @@ impl Config {
             compression,
             compression_level,
             keep_generations,
+            gc_keep_booted_days: f.gc_keep_booted_days.unwrap_or(7),
             resize_headroom_mib: f.resize_headroom_mib.unwrap_or(128),
             mirrors: f.mirrors,
             dnf_repos: f.dnf_repos,
@@ -511,6 +605,12 @@ impl Config {
             replicas,
             replicate_on_publish: f.replicate_on_publish.unwrap_or(false),
             replicate_bwlimit_kib: f.replicate_bwlimit_kib.unwrap_or(0),
+            mac_aliases: f.mac_aliases.unwrap_or(true),
+            secrets_dir,
+            secrets_window_secs,
+            secrets_allow,
+            discovery_after: f.discovery_after.unwrap_or_default(),
+            discovery_kernel: f.discovery_kernel,
         })
     }
 

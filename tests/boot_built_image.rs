@@ -19,10 +19,7 @@ use disklessset::{Config, Ctx};
 
 #[test]
 fn built_and_set_up_core_image_boots_to_the_marker() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: not root");
-        return;
-    }
+    common::require_root();
     let dir = tempfile::tempdir().unwrap();
     let runner = Runner::new(false);
     let mnt = dir.path().join("tmpfs");

@@ -205,7 +205,7 @@ fn serve_answers_the_chain_and_hides_the_rest() {
 #[test]
 fn two_vms_boot_along_the_chain() {
     let s = Store::new();
-    s.ok(&["livenet", "create", "img1", "--type", "core"]);
+    s.core_image("img1", &[]);
     nodes_file(
         &s,
         "n1: {mac: '52:54:00:bb:00:01'}\nn2: {mac: '52:54:00:bb:00:02'}\n",

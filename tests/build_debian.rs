@@ -31,19 +31,19 @@ fn libcrypt_verifies(password: &str, stored: &str) -> bool {
     unsafe { CStr::from_ptr(out) }.to_string_lossy() == stored
 }
 
+/// Root and mmdebstrap, or the test fails naming the fix (it never passes unrun).
 fn can_run() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: not root");
-        return false;
-    }
-    if std::process::Command::new("mmdebstrap")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP: mmdebstrap is not installed (apt-get install mmdebstrap)");
-        return false;
-    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (real mounts, mmdebstrap): run the suite as root (scripts/test.sh)"
+    );
+    assert!(
+        std::process::Command::new("mmdebstrap")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "mmdebstrap is not installed: run scripts/install-deps.sh"
+    );
     true
 }
 
@@ -199,9 +199,11 @@ fn core_bookworm_builds_and_sets_up() {
     let shadow = std::fs::read_to_string(tree.join("etc/shadow")).unwrap();
     let root = shadow.lines().find(|l| l.starts_with("root:")).unwrap();
     let stored = root.split(':').nth(1).unwrap();
-    assert_eq!(stored, hash);
-    assert!(libcrypt_verifies("Bench-pw 1", stored));
-    assert!(!libcrypt_verifies("bench-pw 1", stored));
+    // issue 12: the image's root stays locked; the hash is delivered per node at boot
+    assert!(stored == "*" || stored.starts_with('!'), "{root}");
+    assert!(!shadow.contains(&hash));
+    assert!(libcrypt_verifies("Bench-pw 1", &hash));
+    assert!(!libcrypt_verifies("bench-pw 1", &hash));
     let sm = std::fs::metadata(tree.join("etc/shadow")).unwrap();
     assert_eq!(sm.mode() & 0o777, 0o640, "Debian's shadow mode kept");
     assert_eq!(sm.gid(), shadow_gid(&tree), "group shadow kept");
@@ -273,15 +275,26 @@ fn core_bookworm_builds_and_sets_up() {
     // The tree's own tools accept what setup wrote (no boot needed): systemd-analyze
     // verify is too strict for a chroot, but the unit files must parse as INI with an
     // [Install] section, and sshd -t must accept the config.
-    // sshd -t needs its host keys (the package made them in the tree) and /run/sshd
-    // (a tmpfs at boot).
+    // The image holds no host key (issue 12: a node gets its own at boot), so sshd -t
+    // gets a throwaway one under /run/sshd (a tmpfs at boot), removed afterwards.
+    for k in ["rsa", "ecdsa", "ed25519"] {
+        let p = tree.join(format!("etc/ssh/ssh_host_{k}_key"));
+        assert!(!p.exists(), "the image ships {}", p.display());
+    }
     std::fs::create_dir_all(tree.join("run/sshd")).unwrap();
+    let st = std::process::Command::new("chroot")
+        .arg(&tree)
+        .args(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg("/run/sshd/test_host_key")
+        .status()
+        .unwrap();
+    assert!(st.success(), "ssh-keygen in the tree");
     let out = std::process::Command::new("chroot")
         .arg(&tree)
         .args(["/usr/sbin/sshd", "-t", "-f", "/etc/ssh/sshd_config"])
+        .args(["-h", "/run/sshd/test_host_key"])
         .output()
         .unwrap();
-    std::fs::remove_dir(tree.join("run/sshd")).unwrap();
     assert!(
         out.status.success(),
         "sshd -t: {}",
@@ -295,10 +308,12 @@ fn core_bookworm_builds_and_sets_up() {
             "-T",
             "-C",
             "user=root,host=x,addr=1.2.3.4",
+            "-h",
+            "/run/sshd/test_host_key",
         ])
         .output()
         .unwrap();
-    std::fs::remove_dir(tree.join("run/sshd")).unwrap();
+    std::fs::remove_dir_all(tree.join("run/sshd")).unwrap();
     let out_ready = std::process::Command::new("chroot")
         .arg(&tree)
         .args([

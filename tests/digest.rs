@@ -10,20 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::vm::{boot_until_marker, HttpServer, VmBoot};
-use common::Store;
-
-fn sha256_hex(p: &Path) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .arg(p)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
+use common::{sha256_hex, Store};
 
 fn flip_byte(p: &Path, at: u64) {
     let mut f = std::fs::OpenOptions::new()
@@ -44,7 +31,7 @@ fn flip_byte(p: &Path, at: u64) {
 fn corrupted_squashfs_is_refused_retried_and_boots_once_restored() {
     let s = Store::new();
     let name = "dig1";
-    s.ok(&["livenet", "create", name, "--type", "core"]);
+    s.core_image(name, &[]);
     let img: PathBuf = s.images().join(name).join("squashfs.img");
     let want = sha256_hex(&img);
 
@@ -153,7 +140,7 @@ fn corrupted_squashfs_is_refused_retried_and_boots_once_restored() {
 fn boot_script_digest_follows_unmount_and_rollback() {
     let s = Store::new();
     let name = "dig2";
-    s.ok(&["livenet", "create", name, "--type", "core"]);
+    s.core_image(name, &[]);
     let dir = s.images().join(name);
     let img = dir.join("squashfs.img");
     let script = || std::fs::read_to_string(dir.join("boot.ipxe")).unwrap();
@@ -192,5 +179,174 @@ fn boot_script_digest_follows_unmount_and_rollback() {
     assert_eq!(
         std::fs::read_to_string(dir.join("generations/squashfs.img.2.sha256")).unwrap(),
         format!("{gen2}  squashfs.img.2\n")
+    );
+}
+
+/// A node that read the boot script before a publish and downloads the squashfs after
+/// it: the boot script's digest is the old generation's, the download the new one. The
+/// initramfs fetches the generation's sidecar (`squashfs.img.sha256`, same server),
+/// sees it names another digest, which the download matches, accepts it and boots.
+#[test]
+fn squashfs_republished_after_the_boot_script_was_read_still_boots() {
+    let s = Store::new();
+    let name = "dig3";
+    s.core_image(name, &[]);
+    let dir = s.images().join(name);
+    let img = dir.join("squashfs.img");
+    let old = sha256_hex(&img);
+    let old_script = std::fs::read_to_string(dir.join("boot.ipxe")).unwrap();
+    assert!(old_script.contains(&format!("dl.sha256={old} ")));
+
+    // A publish: the served squashfs, its sidecar and boot.ipxe are the new generation's.
+    s.ok(&["livenet", "mount", name]);
+    std::fs::write(
+        s.root().join(format!("workdir/{name}/mnt/etc/republished")),
+        "2\n",
+    )
+    .unwrap();
+    s.ok(&["livenet", "unmount", name]);
+    let new = sha256_hex(&img);
+    assert_ne!(old, new);
+    // What the node read before the publish: the old boot script.
+    std::fs::write(dir.join("boot-before-publish.ipxe"), &old_script).unwrap();
+
+    let web = s.root().join("www");
+    let server = HttpServer::serve_dir(&web).unwrap();
+    let entry = format!(
+        "#!ipxe\nset dls-base http://10.0.2.2:{}\nchain ${{dls-base}}/diskless/images/{name}/boot-before-publish.ipxe\n",
+        server.port
+    );
+    std::fs::write(web.join("entry-republished.ipxe"), entry).unwrap();
+    let log = s.root().join("serial-republished.log");
+    let mut vm = VmBoot::new(
+        server.guest_url("entry-republished.ipxe"),
+        &log,
+        format!("disklessset: image {name} booted"),
+    );
+    vm.timeout = Duration::from_secs(900);
+    let run = boot_until_marker(&vm).unwrap_or_else(|e| panic!("{name} did not boot: {e}"));
+    let line = run
+        .log
+        .lines()
+        .find(|l| l.contains("squashfs was republished: digest "))
+        .unwrap_or_else(|| panic!("no republished line:\n{}", run.log));
+    eprintln!("console: {}", line.trim_end());
+    assert!(
+        line.contains(&format!("digest {new} ")) && line.contains(&old),
+        "{line}"
+    );
+    assert!(
+        !run.log.contains("download attempt 2/"),
+        "the republished squashfs was downloaded twice:\n{}",
+        run.log
+    );
+    eprintln!(
+        "{name}: power-on to marker {:.1}s (squashfs republished under the boot script)",
+        run.elapsed_secs
+    );
+}
+
+/// iPXE retries: the real `disklessset serve` does not have the image's kernel for the
+/// first attempt (the file is put back once the node says it failed): the image script
+/// waits and tries again, and the node boots.
+#[test]
+fn ipxe_retries_a_kernel_the_server_did_not_have_and_boots() {
+    let s = Store::new();
+    let name = "dig4";
+    s.core_image(name, &[]);
+    let script = std::fs::read_to_string(s.images().join(name).join("boot.ipxe")).unwrap();
+    let kernel = script
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("${dls-base}/diskless/kernels/vmlinuz-"))
+        .map(|v| format!("vmlinuz-{v}"))
+        .unwrap_or_else(|| panic!("no kernel in:\n{script}"));
+    let kpath = s.root().join("www/diskless/kernels").join(&kernel);
+    let hidden = kpath.with_extension("hidden");
+    std::fs::rename(&kpath, &hidden).unwrap();
+
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let mut serve = s
+        .cmd(&["serve", "--listen", &listen])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let web = s.root().join("www");
+    std::fs::write(
+        web.join("entry-retry.ipxe"),
+        format!(
+            "#!ipxe\nset dls-base http://10.0.2.2:{port}\nchain ${{dls-base}}/diskless/images/{name}/boot.ipxe\n"
+        ),
+    )
+    .unwrap();
+    let log = s.root().join("serial-retry.log");
+    let failed = format!("disklessset: loading image {name} failed (attempt 1/3): retrying in 2 s");
+    let done = Arc::new(AtomicBool::new(false));
+    let restored = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (log, done, restored, failed) = (
+            log.clone(),
+            Arc::clone(&done),
+            Arc::clone(&restored),
+            failed.clone(),
+        );
+        let (hidden, kpath) = (hidden.clone(), kpath.clone());
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            while !done.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(900) {
+                let text = std::fs::read(&log).unwrap_or_default();
+                if String::from_utf8_lossy(&text).contains(&failed) {
+                    std::fs::rename(&hidden, &kpath).unwrap();
+                    restored.store(true, Ordering::Relaxed);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let mut vm = VmBoot::new(
+        format!("http://10.0.2.2:{port}/entry-retry.ipxe"),
+        &log,
+        format!("disklessset: image {name} booted"),
+    );
+    vm.timeout = Duration::from_secs(900);
+    let run = boot_until_marker(&vm);
+    done.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let run = run.unwrap_or_else(|e| panic!("{name} did not boot: {e}"));
+    assert!(
+        restored.load(Ordering::Relaxed),
+        "iPXE never said it retries:\n{}",
+        run.log
+    );
+    for l in run
+        .log
+        .lines()
+        .filter(|l| l.contains("loading image") || l.contains(&kernel))
+    {
+        eprintln!("console: {}", l.trim_end());
+    }
+    // the real server answered the first attempt 404 and a later one 200
+    let slog = std::fs::read_to_string(s.root().join("log/disklessset.log")).unwrap_or_default();
+    let kernel_reqs: Vec<&str> = slog.lines().filter(|l| l.contains(&kernel)).collect();
+    assert!(
+        kernel_reqs.iter().any(|l| l.contains("status=404"))
+            && kernel_reqs.iter().any(|l| l.contains("status=200")),
+        "server log for {kernel}: {kernel_reqs:?}"
+    );
+    eprintln!(
+        "{name}: power-on to marker {:.1}s (kernel missing on the first attempt)",
+        run.elapsed_secs
     );
 }

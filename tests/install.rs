@@ -78,12 +78,9 @@ fn first_mib(path: &Path) -> Vec<u8> {
 
 #[test]
 fn install_to_disk_under_bios_and_uefi_and_refuse_a_used_disk() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: not root");
-        return;
-    }
+    common::require_root();
     let s = Store::new();
-    s.ok(&["livenet", "create", "ins", "--type", "core"]);
+    s.core_image("ins", &[]);
     std::fs::write(
         s.root().join("nodes.yml"),
         "i1: {mac: '52:54:00:dd:00:01'}\ni2: {mac: '52:54:00:dd:00:02'}\ni3: {mac: '52:54:00:dd:00:03'}\n",

@@ -82,9 +82,15 @@ fn descendant_groups(pid: u32) -> Vec<i32> {
     groups
 }
 
-/// Start `args`, wait until a process whose comm is `needle` runs under the store, kill
-/// the tool with SIGKILL, then check the tree is gone within 3 s and `clear` works.
-fn kill_during(s: &Store, args: &[&str], needle: &str, image: &str) {
+/// Start `args` and wait until a process whose comm is `needle` runs under the store
+/// (and, when `settle`, a few seconds more so it forks its own children): the tool and
+/// the process groups of its descendants.
+fn start_until(
+    s: &Store,
+    args: &[&str],
+    needle: &str,
+    settle: Duration,
+) -> (std::process::Child, Vec<i32>) {
     let mut child = s
         .cmd(args)
         .stdout(Stdio::null())
@@ -92,7 +98,7 @@ fn kill_during(s: &Store, args: &[&str], needle: &str, image: &str) {
         .spawn()
         .unwrap();
     let t = Instant::now();
-    let groups = loop {
+    loop {
         assert!(
             child.try_wait().unwrap().is_none(),
             "{args:?} ended before {needle} ran"
@@ -103,32 +109,66 @@ fn kill_during(s: &Store, args: &[&str], needle: &str, image: &str) {
         );
         let procs = processes_of(s.root(), &[]);
         if procs.iter().any(|p| p.split(' ').nth(1) == Some(needle)) {
-            // let it fork its own children (apt, dpkg)
-            std::thread::sleep(Duration::from_secs(3));
+            std::thread::sleep(settle);
             let groups = descendant_groups(child.id());
             if !groups.is_empty() {
-                break groups;
+                return (child, groups);
             }
         }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let before = processes_of(s.root(), &groups);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The tool's `__reaper` watchdog (a child of the tool).
+fn reaper_of(pid: u32) -> Option<i32> {
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ppid: i32 = f.get(1).and_then(|x| x.parse().ok()).unwrap_or(0);
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if ppid == pid as i32 && String::from_utf8_lossy(&cmd).contains("__reaper") {
+            return e.file_name().to_string_lossy().parse().ok();
+        }
+    }
+    None
+}
+
+/// `kill -9` of the tool; 3 s later nothing of the operation is alive.
+fn kill_and_check(s: &Store, args: &[&str], mut child: std::process::Child, groups: &[i32]) {
+    let before = processes_of(s.root(), groups);
     assert!(before.len() >= 2, "a process tree to kill: {before:?}");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    let left = processes_of(s.root(), &groups);
+    let left = processes_of(s.root(), groups);
     assert!(
         left.is_empty(),
         "still alive 3 s after kill -9 of {args:?} (had {before:?}): {left:?}"
     );
+}
+
+/// `args` succeeds within a minute (no waiting for busy mounts).
+fn ok_at_once(s: &Store, args: &[&str]) {
     let t = Instant::now();
-    s.ok(&["clear", image, "--yes"]);
+    s.ok(args);
     assert!(
         t.elapsed() < Duration::from_secs(60),
-        "clear took {:?}",
+        "{args:?} took {:?}",
         t.elapsed()
     );
+}
+
+/// Start `args`, wait until a process whose comm is `needle` runs under the store, kill
+/// the tool with SIGKILL, then check the tree is gone within 3 s and `clear` works.
+fn kill_during(s: &Store, args: &[&str], needle: &str, image: &str) {
+    let (child, groups) = start_until(s, args, needle, Duration::from_secs(3));
+    kill_and_check(s, args, child, &groups);
+    ok_at_once(s, &["clear", image, "--yes"]);
     assert!(s.mounts().is_empty(), "{:?}", s.mounts());
 }
 
@@ -155,4 +195,109 @@ fn kill_9_during_an_ansible_playbook_leaves_no_orphan() {
     .unwrap();
     let play = play.display().to_string();
     kill_during(&s, &["ansible", "orph2", &play], "sleep", "orph2");
+}
+
+#[test]
+fn kill_9_during_nfs_staging_create_leaves_no_orphan() {
+    let s = Store::new();
+    kill_during(
+        &s,
+        &["nfs", "staging", "create", "orph3", "--type", "core"],
+        "dpkg",
+        "orph3",
+    );
+    assert!(
+        !s.root().join("nfsimages/staging/orph3").exists(),
+        "clear left the staging tree"
+    );
+}
+
+/// The watchdog killed with the tool (a `kill -9` of both, an OOM kill): nothing kills
+/// apt/dpkg then but `clear`, from the groups the tool recorded next to its lock. It
+/// succeeds at once, and nothing of the operation is left alive or mounted.
+#[test]
+fn clear_kills_what_a_dead_build_and_its_watchdog_left() {
+    let s = Store::new();
+    let args = ["livenet", "create", "orph4", "--type", "core"];
+    let (mut child, groups) = start_until(&s, &args, "dpkg", Duration::from_secs(3));
+    let reaper = reaper_of(child.id()).expect("the tool's __reaper watchdog");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(reaper),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = processes_of(s.root(), &groups);
+    assert!(
+        !before.is_empty(),
+        "with tool and watchdog dead, the build's children still run (else this test proves nothing)"
+    );
+    ok_at_once(&s, &["clear", "orph4", "--yes"]);
+    let left = processes_of(s.root(), &groups);
+    assert!(left.is_empty(), "clear left {left:?} (had {before:?})");
+    assert!(s.mounts().is_empty(), "{:?}", s.mounts());
+}
+
+/// `kill -9` of `livenet unmount` while mksquashfs packs (xz over a big incompressible
+/// file, so it runs for a while): nothing of it alive 3 s later, the served generation
+/// intact, and a re-run of the unmount succeeds at once.
+#[test]
+fn kill_9_during_mksquashfs_keeps_the_served_generation() {
+    let s = Store::new();
+    s.ok(&["livenet", "create", "orph5", "--type", "core"]);
+    let served = s.images().join("orph5/squashfs.img");
+    let sha = |p: &Path| {
+        let o = std::process::Command::new("sha256sum")
+            .arg(p)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let before = sha(&served);
+    s.ok(&["livenet", "mount", "orph5"]);
+    let mnt = s.root().join("workdir/orph5/mnt");
+    assert!(
+        mnt.join("etc").is_dir(),
+        "mounted tree at {}",
+        mnt.display()
+    );
+    let big = mnt.join("var/tmp/incompressible");
+    let st = std::process::Command::new("dd")
+        .args(["if=/dev/urandom", "bs=1M", "count=256", "status=none"])
+        .arg(format!("of={}", big.display()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cfg = s.root().join("xz.yaml");
+    std::fs::write(&cfg, "compression: xz\ncompression_level: 9\n").unwrap();
+    let c = cfg.display().to_string();
+    let args = ["--config", &c, "livenet", "unmount", "orph5"];
+    let (child, groups) = start_until(&s, &args, "mksquashfs", Duration::from_secs(2));
+    kill_and_check(&s, &args, child, &groups);
+    assert_eq!(sha(&served), before, "the served squashfs changed");
+    let gens = std::fs::read_dir(s.images().join("orph5"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect::<Vec<_>>();
+    // the image is still mounted (the unmount never finished); a re-run succeeds at once
+    std::fs::remove_file(&big).unwrap();
+    ok_at_once(&s, &["livenet", "unmount", "orph5"]);
+    assert!(
+        s.mounts().is_empty(),
+        "{:?} (image dir: {gens:?})",
+        s.mounts()
+    );
+    assert_ne!(
+        sha(&served),
+        before,
+        "the re-run published a new generation"
+    );
+    ok_at_once(&s, &["recover"]);
 }

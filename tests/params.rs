@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::vm::{boot_until_marker, HttpServer, VmBoot};
-use common::{assert_one_line_error, mounts_under, Store};
+use common::{assert_one_line_error, mounts_under, unsquashfs_list, Store};
 
 fn fixture(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -36,16 +36,6 @@ fn crypt_check(hash: &str, password: &str) -> bool {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim() == "True"
-}
-
-fn unsquashfs_list(img: &Path) -> String {
-    let out = Command::new("unsquashfs")
-        .arg("-l")
-        .arg(img)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn boot(s: &Store, image: &str, tag: &str) -> f64 {
@@ -161,7 +151,8 @@ fn seed_reference_example_creates_a_bootable_image_skips_and_refuses() {
     assert_eq!(rec["livenet_type"], "core");
     assert_eq!(rec["release_version"], "bookworm");
     assert_eq!(rec["additional_packages"], serde_json::json!(["gzip"]));
-    let hash = rec["password"].as_str().unwrap().to_string();
+    assert!(rec["password"].is_null(), "no hash in the record: {rec}");
+    let hash = s.root_hash("livenet1");
     assert!(crypt_check(&hash, "root"), "{hash}");
     let kernel = rec["kernel"].as_str().unwrap().to_string();
     let img = s.images().join("livenet1/squashfs.img");
@@ -445,4 +436,67 @@ fn native_file_then_ansible_and_exec() {
     assert!(unsquashfs_list(&img).contains("etc/dls-half-done"));
     assert!(s.mounts().is_empty(), "{:?}", s.mounts());
     assert!(store_loops(&s).is_empty(), "{:?}", store_loops(&s));
+}
+
+/// `transient:` in both formats: a wrong value is refused at its FILE:LINE:COLUMN before
+/// any work; `transient: true` builds an image `gc` collects (as `create --transient`
+/// does), and a re-run that says otherwise is refused naming the difference.
+#[test]
+fn transient_key_in_parameters_files() {
+    let s = Store::new();
+    let dir = s.root().join("p");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases: &[(&str, &str)] = &[
+        (
+            "image_data:\n    name: x\n    image_class: LivenetImage\n    transient: Perhaps\n",
+            ":4:16: transient: \"Perhaps\" is not a boolean (allowed: true, false, True, False)",
+        ),
+        (
+            "images:\n  - name: a\n    kind: livenet\n    transient: 1\n",
+            ":4:16: transient: \"1\" is not a boolean (allowed: true, false, True, False)",
+        ),
+        (
+            "images:\n  - name: g\n    kind: nfs-golden\n    from: s\n    transient: true\n",
+            ":5:16: transient: not used by nfs-golden images",
+        ),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let f = dir.join(format!("bad{i}.yml"));
+        std::fs::write(&f, text).unwrap();
+        let e = s.fails(&["create", "--params", f.to_str().unwrap()]);
+        assert_one_line_error(&e, &format!("{}{want}", f.display()));
+    }
+    // A reference file with `transient: True` passes validation (a dry run builds nothing).
+    let r = dir.join("ref.yml");
+    std::fs::write(
+        &r,
+        "image_data:\n    name: rt1\n    password: root\n    livenet_type: Type.CORE\n    livenet_size: 700\n    transient: True\n    release_version: 12\n    image_class: LivenetImage\n",
+    )
+    .unwrap();
+    let out = s.ok(&["create", "--params", r.to_str().unwrap(), "--dry-run"]);
+    assert!(out.contains("rt1"), "{out}");
+    assert!(!s.images().join("rt1").exists());
+
+    // The native format, built for real.
+    let params = dir.join("t.yml");
+    let text = |t: &str| {
+        format!("images:\n  - name: t1\n    kind: livenet\n    type: core\n    release: bookworm\n    password: pw\n    transient: {t}\n")
+    };
+    std::fs::write(&params, text("true")).unwrap();
+    let out = s.ok(&["create", "--params", params.to_str().unwrap()]);
+    assert!(out.contains("t1: created"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&s.ok(&["show", "t1", "--json"])).unwrap();
+    assert_eq!(v["transient"], serde_json::json!(true), "{v}");
+    // Same file again: skipped; saying false now: refused, naming the field.
+    let out = s.ok(&["create", "--params", params.to_str().unwrap()]);
+    assert!(out.contains("t1: skipped"), "{out}");
+    std::fs::write(&params, text("false")).unwrap();
+    let e = s.fails(&["create", "--params", params.to_str().unwrap()]);
+    assert!(
+        e.contains("transient: the file says false, the image has true"),
+        "{e}"
+    );
+    // gc sees it as transient: unassigned and not booted, it would go.
+    let out = s.ok(&["gc", "--older-than", "0", "--dry-run"]);
+    assert!(out.contains("would remove transient image t1"), "{out}");
 }

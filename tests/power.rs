@@ -902,7 +902,7 @@ fn ipmi_driver_against_virtualbmc_and_secrets() {
 fn bootset_reboot_boots_a_vm_through_redfish_then_ipmi() {
     let s = Store::new();
     let dir = test_dir(&s);
-    s.ok(&["livenet", "create", "vmimg", "--type", "core"]);
+    s.core_image("vmimg", &[]);
     let srv_port = free_port();
     let mut serve = s
         .cmd(&["serve", "--listen", &format!("127.0.0.1:{srv_port}")])

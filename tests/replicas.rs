@@ -416,7 +416,7 @@ fn on_publish_hook_exports_for_and_bad_config() {
 fn vm_boots_from_the_next_replica_when_one_is_down() {
     use common::vm::{boot_until_marker, VmBoot};
     let s = Store::new();
-    s.ok(&["livenet", "create", "rimg", "--type", "core"]);
+    s.core_image("rimg", &[]);
     std::fs::write(
         s.root().join("nodes.yml"),
         "groups:\n  rack1: {vars: {boot_servers: 'ra, rb'}}\nr1: {mac: '52:54:00:cc:00:01', groups: [rack1]}\n",

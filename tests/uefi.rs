@@ -164,12 +164,9 @@ fn esp_disk(dir: &Path, kernel: &Path, cmdline: &str) -> PathBuf {
 
 #[test]
 fn quick_start_image_boots_under_bios_and_uefi_and_disk_hands_over_under_uefi() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: not root");
-        return;
-    }
+    common::require_root();
     let s = Store::new();
-    s.ok(&["livenet", "create", "q1", "--type", "core"]);
+    s.core_image("q1", &[]);
     std::fs::write(
         s.root().join("nodes.yml"),
         "n1: {mac: '52:54:00:cc:00:01'}\nn2: {mac: '52:54:00:cc:00:02'}\n",
@@ -294,10 +291,7 @@ fn ganesha(dir: &Path, exports: &Path, port: u16) -> Ganesha {
 
 #[test]
 fn nfs_golden_image_boots_under_bios_and_uefi() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: not root");
-        return;
-    }
+    common::require_root();
     let s = Store::new();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -532,42 +532,75 @@ pub fn assign(ctx: &Ctx, a: &Assign) -> Result<AssignReport> {
         return Ok(rep);
     }
     fsutil::ensure_dir(&cfg.nodes_ipxe_dir)?;
+    // One listing of the scripts dir and of the seen records instead of a failed open
+    // per node: a first bootset of 10,000 nodes probes nothing (issue 13, scale).
+    let listing = |dir: &Path| -> BTreeMap<String, bool> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let link = e.file_type().ok()?.is_symlink();
+                        Some((e.file_name().to_str()?.to_string(), link))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let present = listing(&cfg.nodes_ipxe_dir);
     let mut changed: Vec<(PathBuf, Vec<u8>)> = Vec::new();
-    let mut aliases: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut aliases: Vec<(PathBuf, PathBuf, bool)> = Vec::new();
     for (n, mac, text) in rendered {
-        let path = node_script_path(cfg, &n);
-        if std::fs::read(&path)
-            .map(|old| old == text.as_bytes())
-            .unwrap_or(false)
+        let file = format!("{n}.ipxe");
+        let path = cfg.nodes_ipxe_dir.join(&file);
+        if present.contains_key(&file)
+            && std::fs::read(&path)
+                .map(|old| old == text.as_bytes())
+                .unwrap_or(false)
         {
             rep.unchanged += 1;
         } else {
             changed.push((path, text.into_bytes()));
         }
         // Static web servers find the node by MAC through an alias.
-        if let Some(mac) = mac {
-            let alias = cfg.nodes_ipxe_dir.join(format!("{mac}.ipxe"));
-            let want = PathBuf::from(format!("{n}.ipxe"));
-            if std::fs::read_link(&alias).ok().as_deref() != Some(want.as_path()) {
-                aliases.push((alias, want));
+        if let Some(mac) = mac.filter(|_| cfg.mac_aliases) {
+            let name = format!("{mac}.ipxe");
+            let alias = cfg.nodes_ipxe_dir.join(&name);
+            let want = PathBuf::from(file);
+            match present.get(&name) {
+                None => aliases.push((alias, want, false)),
+                Some(_) if std::fs::read_link(&alias).ok().as_deref() != Some(want.as_path()) => {
+                    aliases.push((alias, want, true))
+                }
+                Some(_) => {}
             }
         }
     }
     rep.written = changed.len();
     fsutil::write_atomic_batch(&changed, 0o644)?;
+    let seen_present = listing(&super::seen::dir(cfg));
+    let has_record = |n: &str| seen_present.contains_key(&format!("{n}.json"));
     if a.once {
         for (n, once) in previous {
             super::seen::update(cfg, &n, |s| s.once = Some(once))?;
         }
     } else {
         // a plain assignment supersedes a pending --once
-        for n in &nodes {
+        for n in nodes.iter().filter(|n| has_record(n)) {
             if super::seen::load(cfg, n).is_some_and(|s| s.once.is_some()) {
                 super::seen::update(cfg, n, |s| s.once = None)?;
             }
         }
     }
-    for (alias, want) in aliases {
+    for (alias, want, replace) in aliases {
+        // A new alias is created in place (symlink(2) is atomic); one that points
+        // elsewhere is replaced by rename.
+        if !replace {
+            match std::os::unix::fs::symlink(&want, &alias) {
+                Ok(()) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(&alias, e)),
+            }
+        }
         let tmp = fsutil::temp_path_for(&alias);
         std::os::unix::fs::symlink(&want, &tmp).map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, &alias).map_err(|e| Error::io(&alias, e))?;
@@ -632,7 +665,7 @@ pub fn status(ctx: &Ctx, set: Option<&str>) -> Result<Vec<StatusLine>> {
     type Group = (Vec<String>, Vec<String>, Vec<String>, Vec<StatusNode>);
     type Key = (String, Option<String>, Option<String>);
     let mut groups: BTreeMap<Key, Group> = BTreeMap::new();
-    let mut gens: BTreeMap<String, Option<u32>> = BTreeMap::new();
+    let mut gens: BTreeMap<String, (Option<u32>, Option<String>)> = BTreeMap::new();
     for n in nodes {
         let assigned = read_assignment(cfg, &n);
         let record = super::seen::load(cfg, &n);
@@ -653,10 +686,13 @@ pub fn status(ctx: &Ctx, set: Option<&str>) -> Result<Vec<StatusLine>> {
                         || s.script_image != *i
                         || (b == "diskless"
                             && i.as_ref().is_some_and(|i| {
-                                *gens
-                                    .entry(i.clone())
-                                    .or_insert_with(|| super::seen::generation_of(cfg, i))
-                                    != s.script_generation
+                                let (g, d) = gens.entry(i.clone()).or_insert_with(|| {
+                                    (
+                                        super::seen::generation_of(cfg, i),
+                                        super::seen::digest_of(cfg, i),
+                                    )
+                                });
+                                super::seen::image_changed(&s, *g, d.as_deref())
                             }))
                 }
             } && s.script_at.is_some();

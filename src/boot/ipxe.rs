@@ -55,12 +55,13 @@ pub fn kernel_and_initrd(rec: &ImageRecord, fix: &str) -> Result<(String, String
 
 /// Renders an image script. `${dls-base}` is the boot tree's absolute URL: set by the
 /// chain (the built-in server derives it from the request's Host), else the configured
-/// `base_url`, else `http://${next-server}`. No fixed sleeps anywhere.
+/// `base_url`, else `http://${next-server}`; the kernel gets it as `dl.base=` (the own
+/// initramfs fetches the node's secrets bundle there, issue 12). No fixed sleeps anywhere.
 pub fn render_image(cfg: &Config, s: &ImageScript, fix: &str) -> Result<String> {
     let (kver, initrd) = kernel_and_initrd(s.rec, fix)?;
     let kernels = rel_to_web(cfg, &cfg.kernels_dir);
     let load = format!(
-        "kernel ${{dls-base}}/{kernels}/vmlinuz-{kver} initrd={initrd} {cmdline} ${{dls-ip}} ${{dls-console}} ${{dls-kernel-args}} && initrd ${{dls-base}}/{kernels}/{initrd} && boot",
+        "kernel ${{dls-base}}/{kernels}/vmlinuz-{kver} initrd={initrd} {cmdline} dl.base=${{dls-base}} ${{dls-ip}} ${{dls-console}} ${{dls-kernel-args}} && initrd ${{dls-base}}/{kernels}/{initrd} && boot",
         cmdline = s.cmdline,
     );
     Ok(format!(

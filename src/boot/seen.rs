@@ -30,6 +30,9 @@ pub struct Seen {
     pub script_image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script_generation: Option<u32>,
+    /// issue 15: the sha256 of the squashfs its image published when it fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_sha256: Option<String>,
     /// Unix seconds of the last "booted" call-home.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub booted_at: Option<u64>,
@@ -37,6 +40,8 @@ pub struct Seen {
     pub booted_image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub booted_generation: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booted_sha256: Option<String>,
     /// `bootset --once`: the assignment to restore after one boot seen by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub once: Option<Once>,
@@ -148,6 +153,20 @@ pub fn generation_of(cfg: &Config, image: &str) -> Option<u32> {
         .filter(|g| *g > 0)
 }
 
+/// The sha256 of the squashfs an image publishes now (issue 15).
+pub fn digest_of(cfg: &Config, image: &str) -> Option<String> {
+    crate::pack::generations::current_digest(cfg, image)
+}
+
+/// Would the node get other bits than it fetched? By digest when both are known (a
+/// rebuild or a rollback to the same bits changes nothing), else by generation.
+pub fn image_changed(s: &Seen, generation: Option<u32>, digest: Option<&str>) -> bool {
+    match (s.script_sha256.as_deref(), digest) {
+        (Some(had), Some(now)) => had != now,
+        _ => generation != s.script_generation,
+    }
+}
+
 /// Would a reboot change this node? Its assignment (boot type, image, the image's
 /// current generation) differs from what it last fetched. False for a node never seen.
 pub fn reboot_changes(
@@ -163,7 +182,9 @@ pub fn reboot_changes(
         return true;
     }
     match image {
-        Some(i) if boot_type == Some("diskless") => generation_of(cfg, i) != s.script_generation,
+        Some(i) if boot_type == Some("diskless") => {
+            image_changed(s, generation_of(cfg, i), digest_of(cfg, i).as_deref())
+        }
         _ => false,
     }
 }
@@ -179,4 +200,27 @@ pub fn format_time(t: u64) -> String {
         (secs / 60) % 60,
         secs % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reboot_changes_by_digest_then_generation() {
+        let mut s = Seen {
+            script_generation: Some(1),
+            script_sha256: Some("aa".into()),
+            ..Seen::default()
+        };
+        // the same bits under a new generation (a bit-identical republish): no change
+        assert!(!image_changed(&s, Some(2), Some("aa")));
+        // other bits under the same generation number (rollback, republish): a change
+        assert!(image_changed(&s, Some(1), Some("bb")));
+        // a record from before digests: by generation
+        s.script_sha256 = None;
+        assert!(!image_changed(&s, Some(1), Some("bb")));
+        assert!(image_changed(&s, Some(2), Some("bb")));
+        assert!(image_changed(&s, Some(2), None));
+    }
 }

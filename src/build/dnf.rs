@@ -239,6 +239,10 @@ pub fn command(plan: &Plan, spec: &BuildSpec, target: &Path) -> Cmd {
         .arg(format!("--releasever={}", plan.release))
         .arg("--setopt=install_weak_deps=False")
         .arg("--setopt=keepcache=False");
+    // issue 15: rpm's scriptlets and tools that honour it see the build's epoch.
+    if let Some(e) = spec.epoch {
+        c = c.env(super::reproducible::ENV, e.to_string());
+    }
     if plan.arch != super::Arch::host().rpm() {
         c = c.arg(format!("--forcearch={}", plan.arch));
     }
@@ -272,7 +276,8 @@ pub fn command(plan: &Plan, spec: &BuildSpec, target: &Path) -> Cmd {
         c = c.arg("--use-host-config");
     }
     c = c.arg("install");
-    for p in &plan.packages {
+    // issue 15: a rebuild asks for every recorded version (dnf has no pin file)
+    for p in super::pkglist::pinned_rpm_specs(&plan.packages, &spec.pins) {
         c = c.arg(p);
     }
     for g in &plan.groups {
@@ -427,6 +432,46 @@ mod tests {
         let mut s = BuildSpec::new(distro, t).unwrap();
         s.arch = Arch::host();
         s
+    }
+
+    #[test]
+    fn a_rebuild_asks_for_every_recorded_version() {
+        let d = tempfile::tempdir().unwrap();
+        let ctx = testutil::ctx(d.path());
+        let mut s = spec("rocky", LivenetType::Core);
+        s.pins = vec![
+            ("bash".into(), "5.1.8-9.el9".into()),
+            ("gpg-pubkey".into(), "350d275d-6279464b".into()),
+            ("kernel".into(), "5.14.0-427.13.1.el9_4".into()),
+            ("shadow-utils".into(), "2:4.9-8.el9".into()),
+        ];
+        let p = plan_with_repos_dir(&ctx, &s, d.path()).unwrap();
+        assert!(
+            p.packages.contains(&"kernel".to_string()),
+            "{:?}",
+            p.packages
+        );
+        let a = args(&command(&p, &s, Path::new("/t/root")));
+        let inst = a.iter().position(|x| x == "install").unwrap();
+        let asked = &a[inst + 1..];
+        for want in [
+            "bash-5.1.8-9.el9",
+            "kernel-5.14.0-427.13.1.el9_4",
+            "shadow-utils-2:4.9-8.el9",
+        ] {
+            assert!(asked.contains(&want.to_string()), "{want} not in {asked:?}");
+        }
+        // the plan's kernel only pinned, no key pseudo-package, the rest of the plan kept
+        assert!(!asked.contains(&"kernel".to_string()), "{asked:?}");
+        assert!(
+            !asked.iter().any(|x| x.starts_with("gpg-pubkey")),
+            "{asked:?}"
+        );
+        assert!(asked.contains(&"openssh-server".to_string()), "{asked:?}");
+        // without pins: the names as planned
+        s.pins.clear();
+        let a = args(&command(&p, &s, Path::new("/t/root")));
+        assert!(a.contains(&"kernel".to_string()));
     }
 
     #[test]

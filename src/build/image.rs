@@ -33,6 +33,22 @@ pub struct BuildOptions {
     /// `--kernel-from`: the kernel and modules of this livenet image, for a tree that
     /// has none.
     pub kernel_from: Option<String>,
+    /// `--transient`: a per-host image `gc` removes once no node is assigned to it nor
+    /// booted it lately (recorded as `transient: true`).
+    pub transient: bool,
+    /// Reproducible builds and `rebuild` (issue 15).
+    pub repro: Repro,
+}
+
+/// What makes a build the same as another (issue 15): the epoch (None: the
+/// environment's `SOURCE_DATE_EPOCH`, else now), the package pins of a `rebuild`, the
+/// image name written into the tree (a rebuild under another name is set up as the
+/// image it reproduces, so that the two can be bit-identical).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Repro {
+    pub epoch: Option<u64>,
+    pub pins: Vec<(String, String)>,
+    pub setup_name: Option<String>,
 }
 
 impl Default for BuildOptions {
@@ -49,6 +65,8 @@ impl Default for BuildOptions {
             mirror: None,
             from: None,
             kernel_from: None,
+            repro: Repro::default(),
+            transient: false,
         }
     }
 }
@@ -74,7 +92,9 @@ impl BuildOptions {
         rec.livenet_type = Some(self.livenet_type);
         rec.distro = Some(self.distro.clone());
         rec.release_version = Some(release.to_string());
-        rec.password = self.password_hash.clone();
+        // issue 12: the hash is kept in the secrets dir (store::secrets), never in the
+        // record (image_data.yml sits in the web root).
+        rec.password = None;
         rec.ssh_pub_key = self
             .ssh_pub_key_file
             .as_ref()
@@ -82,6 +102,9 @@ impl BuildOptions {
         rec.selinux = self.selinux;
         rec.optimize = self.optimize;
         rec.additional_packages = self.packages.clone();
+        if self.transient {
+            crate::store::record::set_transient(&mut rec);
+        }
         rec
     }
 }
@@ -98,6 +121,49 @@ pub struct Built {
     pub on_tmpfs: bool,
     pub kver: String,
     pub build_seconds: f64,
+    /// The build's `SOURCE_DATE_EPOCH`.
+    pub epoch: u64,
+}
+
+impl Built {
+    /// The build record (issue 15, `build.yml`) of this build with `b`: the
+    /// declaration, the epoch, the kernel, the initramfs (flavour and digest) and the
+    /// package manifest read from the tree. What only a livenet image has (layout,
+    /// size, squashfs digest) is the module's to fill. One function for both classes:
+    /// every image records its package manifest and its build inputs.
+    pub fn build_record(
+        &self,
+        ctx: &Ctx,
+        b: &BuildOptions,
+        initramfs: &Path,
+    ) -> Result<b::reproducible::BuildRecord> {
+        let builder = if b.from.is_some() {
+            "import"
+        } else {
+            b::builder_for(b::Distro::parse(&b.distro)?).tool()
+        };
+        Ok(b::reproducible::BuildRecord {
+            builder: builder.into(),
+            distro: b.distro.clone(),
+            release: self.rec.release_version.clone().unwrap_or_default(),
+            livenet_type: b.livenet_type.as_str().into(),
+            mirror: b.mirror.clone(),
+            packages: b.packages.clone(),
+            optimize: b.optimize,
+            selinux: b.selinux,
+            ssh_pub_key_file: b.ssh_pub_key_file.clone(),
+            layout: None,
+            size_mib: None,
+            initramfs: self.rec.initramfs_flavour.clone(),
+            kernel: Some(self.kver.clone()),
+            source_date_epoch: self.epoch,
+            from: b.from.clone(),
+            squashfs_sha256: None,
+            initramfs_sha256: crate::fsutil::sha256_file(initramfs).ok(),
+            rebuilt_from: b.repro.setup_name.clone(),
+            manifest: b::pkglist::read_tree(ctx, &self.tree)?,
+        })
+    }
 }
 
 /// How a module wants its tree built and set up.
@@ -130,10 +196,16 @@ pub fn build_tree(ctx: &Ctx, o: &BuildOptions, p: &Pipeline) -> Result<Built> {
     crate::names::image(p.name)?;
     crate::kernel::initramfs_name(p.initramfs, "x")?;
     let Checked {
-        spec,
+        mut spec,
         release,
         ssh_key,
     } = check_inputs(ctx, &o.inputs())?;
+    let epoch = match o.repro.epoch {
+        Some(e) => e,
+        None => b::reproducible::epoch()?,
+    };
+    spec.epoch = Some(epoch);
+    spec.pins = o.repro.pins.clone();
     let builder = b::builder_for(spec.distro);
     // An imported tree is read through once before anything is reserved: a refusal
     // (hostile entry, no kernel) leaves nothing in the store.
@@ -182,6 +254,16 @@ pub fn build_tree(ctx: &Ctx, o: &BuildOptions, p: &Pipeline) -> Result<Built> {
             ),
         );
         builder.build(ctx, &spec, &tree)?;
+        if !spec.pins.is_empty() && !dry {
+            let got = b::pkglist::read_tree(ctx, &tree)?;
+            let unmet = b::pkglist::unmet_pins(&spec.pins, &got);
+            if !unmet.is_empty() {
+                return Err(Error::invalid(format!(
+                    "the mirror no longer has these recorded versions: {}: point --mirror at an archive that has them (e.g. a snapshot.debian.org date), or build anew with `livenet create`",
+                    unmet.join(", ")
+                )));
+            }
+        }
     }
     let build_seconds = t.elapsed().as_secs_f64();
 
@@ -191,7 +273,7 @@ pub fn build_tree(ctx: &Ctx, o: &BuildOptions, p: &Pipeline) -> Result<Built> {
     } else {
         b::kernel_version(&tree)?
     };
-    let mut setup = b::SetupSpec::new(p.name);
+    let mut setup = b::SetupSpec::new(o.repro.setup_name.as_deref().unwrap_or(p.name));
     setup.password_hash = o.password_hash.clone();
     setup.ssh_pub_key = ssh_key;
     setup.selinux = o.selinux;
@@ -203,6 +285,22 @@ pub fn build_tree(ctx: &Ctx, o: &BuildOptions, p: &Pipeline) -> Result<Built> {
             .note(p.setup_plan.replace("{tree}", &tree.display().to_string()));
     } else {
         b::setup_tree(ctx, &tree, &setup)?;
+        let n = b::reproducible::normalise_tree(&tree, epoch)?;
+        tracing::debug!("reproducible: {n:?}");
+    }
+    if dry {
+        ctx.runner.note(format!(
+            "keep the root password hash and authorized keys of {} in {} (not in the image)",
+            p.name,
+            store::secrets::image_dir(&ctx.cfg, p.name).display()
+        ));
+    } else {
+        store::secrets::store_image_secrets(
+            &ctx.cfg,
+            p.name,
+            o.password_hash.as_deref(),
+            setup.ssh_pub_key.as_deref(),
+        )?;
     }
     Ok(Built {
         rec,
@@ -213,6 +311,7 @@ pub fn build_tree(ctx: &Ctx, o: &BuildOptions, p: &Pipeline) -> Result<Built> {
         on_tmpfs,
         kver,
         build_seconds,
+        epoch,
     })
 }
 

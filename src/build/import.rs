@@ -19,6 +19,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -167,33 +168,154 @@ impl Layer {
 
 /// A directory as a tar stream, written by a thread into a pipe: the same filesystem
 /// only (another one mounted inside is not part of the tree), links kept as links,
-/// sockets left out.
+/// hard links kept as hard links (the second path of an inode is a link entry to the
+/// first), extended attributes kept as PAX `SCHILY.xattr.` records (what GNU tar and
+/// the `tar` crate's unpacking read: `security.capability` of ping, ...; not the
+/// host's SELinux label nor ACLs), sockets left out.
 fn dir_stream(dir: &Path) -> Result<Box<dyn Read + Send>> {
     let (reader, writer) = io::pipe().at(dir)?;
     let dir = dir.to_path_buf();
+    let failed: Arc<Mutex<Option<String>>> = Arc::default();
+    let report = failed.clone();
     std::thread::spawn(move || {
         let mut b = tar::Builder::new(writer);
         b.follow_symlinks(false);
-        let walk = walkdir::WalkDir::new(&dir)
-            .same_file_system(true)
-            .follow_links(false)
-            .sort_by_file_name()
-            .min_depth(1);
-        for e in walk {
-            let Ok(e) = e else { return };
-            if e.file_type().is_socket() {
-                continue;
-            }
-            let Ok(rel) = e.path().strip_prefix(&dir) else {
-                return;
-            };
-            if b.append_path_with_name(e.path(), rel).is_err() {
-                return; // the reader sees a truncated archive and says so
+        // A sparse file (holes: `cp -a` to a tmpfs makes them) is streamed with its
+        // zeros: the tar crate would write a GNU sparse entry, which the import
+        // refuses as an unsupported type.
+        b.sparse(false);
+        match write_dir(&mut b, &dir).and_then(|()| b.finish()) {
+            Ok(()) => {}
+            Err(e) => {
+                if let Ok(mut f) = report.lock() {
+                    *f = Some(e.to_string());
+                }
             }
         }
-        let _ = b.finish();
     });
-    Ok(Box::new(reader))
+    Ok(Box::new(DirReader {
+        pipe: reader,
+        failed,
+    }))
+}
+
+/// The reading end of a directory stream: a failure of the writing thread is an error
+/// at the end of the stream, never a silently shorter tree.
+struct DirReader {
+    pipe: io::PipeReader,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl Read for DirReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.pipe.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            if let Some(e) = self.failed.lock().ok().and_then(|f| f.clone()) {
+                return Err(io::Error::other(format!("reading the directory: {e}")));
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn write_dir<W: io::Write>(b: &mut tar::Builder<W>, dir: &Path) -> io::Result<()> {
+    let mut inodes: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let walk = walkdir::WalkDir::new(dir)
+        .same_file_system(true)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1);
+    for e in walk {
+        let e = e.map_err(io::Error::from)?;
+        let ft = e.file_type();
+        if ft.is_socket() {
+            continue;
+        }
+        let rel = e.path().strip_prefix(dir).map_err(io::Error::other)?;
+        let meta = e.metadata().map_err(io::Error::from)?;
+        if ft.is_file() && meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = inodes.get(&key) {
+                let mut h = tar::Header::new_gnu();
+                h.set_metadata(&meta);
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_size(0);
+                b.append_link(&mut h, rel, first)
+                    .map_err(|e| io::Error::other(format!("{}: {e}", rel.display())))?;
+                continue;
+            }
+            inodes.insert(key, rel.to_path_buf());
+        }
+        if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+            // Written here: the crate's path for special files failed on device nodes
+            // (and the stream ended there).
+            let mut h = tar::Header::new_gnu();
+            h.set_metadata(&meta);
+            h.set_size(0);
+            h.set_entry_type(if ft.is_fifo() {
+                tar::EntryType::Fifo
+            } else if ft.is_char_device() {
+                tar::EntryType::Char
+            } else {
+                tar::EntryType::Block
+            });
+            let rdev = meta.rdev();
+            h.set_device_major(libc::major(rdev))?;
+            h.set_device_minor(libc::minor(rdev))?;
+            b.append_data(&mut h, rel, io::empty())
+                .map_err(|e| io::Error::other(format!("{}: {e}", rel.display())))?;
+            continue;
+        }
+        if ft.is_file() || ft.is_dir() {
+            append_xattrs(b, e.path(), rel)?;
+        }
+        b.append_path_with_name(e.path(), rel)
+            .map_err(|e| io::Error::other(format!("{}: {e}", rel.display())))?;
+    }
+    Ok(())
+}
+
+/// The PAX header carrying the extended attributes of `path` (none: nothing written).
+fn append_xattrs<W: io::Write>(b: &mut tar::Builder<W>, path: &Path, rel: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut data: Vec<u8> = Vec::new();
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        Err(_) => return Ok(()), // a filesystem without xattrs
+    };
+    for name in names {
+        let n = name.as_bytes();
+        if n.starts_with(b"system.") || n == b"security.selinux" {
+            continue;
+        }
+        let Ok(Some(value)) = xattr::get(path, &name) else {
+            continue;
+        };
+        let mut body = b"SCHILY.xattr.".to_vec();
+        body.extend_from_slice(n);
+        body.push(b'=');
+        body.extend_from_slice(&value);
+        body.push(b'\n');
+        // "LEN body": LEN counts itself and the space.
+        let mut len = body.len() + 2;
+        while len.to_string().len() + 1 + body.len() != len {
+            len += 1;
+        }
+        data.extend_from_slice(format!("{len} ").as_bytes());
+        data.extend_from_slice(&body);
+    }
+    if data.is_empty() {
+        return Ok(());
+    }
+    let mut h = tar::Header::new_ustar();
+    let name = format!("PaxHeaders/{}", rel.display());
+    let short: String = name.chars().take(99).collect();
+    h.set_path(short.trim_end_matches('/'))?;
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, data.as_slice())
 }
 
 /// A temporary directory for unpacked image archives; removed on drop.
@@ -931,5 +1053,122 @@ mod tests {
         assert!(v.through("out/passwd").unwrap_err().contains("out -> /etc"));
         // the entry itself is not followed
         assert_eq!(v.through("out").unwrap(), "out");
+    }
+
+    #[test]
+    fn directory_source_keeps_hard_links_and_xattrs() {
+        let d = tempfile::tempdir_in("/var/tmp").unwrap();
+        let src = d.path().join("src");
+        fs::create_dir_all(src.join("usr/bin")).unwrap();
+        fs::write(src.join("usr/bin/a"), b"same inode").unwrap();
+        fs::hard_link(src.join("usr/bin/a"), src.join("usr/bin/b")).unwrap();
+        fs::write(src.join("usr/bin/ping"), b"ping").unwrap();
+        // the user namespace works unprivileged; security.capability needs root
+        let have_user = xattr::set(src.join("usr/bin/a"), "user.dls", b"v1").is_ok();
+        // cap_net_raw+ep, VFS_CAP_REVISION_2
+        let cap: [u8; 20] = [
+            0, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let have_cap = xattr::set(src.join("usr/bin/ping"), "security.capability", &cap).is_ok();
+        let tree = d.path().join("tree");
+        let r = Runner::new(false);
+        import(
+            &r,
+            &Source::Dir(src.clone()),
+            &tree,
+            &d.path().join("scratch"),
+        )
+        .unwrap();
+        let a = fs::metadata(tree.join("usr/bin/a")).unwrap();
+        let b = fs::metadata(tree.join("usr/bin/b")).unwrap();
+        assert_eq!(a.ino(), b.ino(), "the hard link stays one inode");
+        assert_eq!(a.nlink(), 2);
+        assert_eq!(fs::read(tree.join("usr/bin/b")).unwrap(), b"same inode");
+        if have_user {
+            assert_eq!(
+                xattr::get(tree.join("usr/bin/a"), "user.dls")
+                    .unwrap()
+                    .as_deref(),
+                Some(&b"v1"[..])
+            );
+        }
+        if have_cap {
+            assert_eq!(
+                xattr::get(tree.join("usr/bin/ping"), "security.capability")
+                    .unwrap()
+                    .as_deref(),
+                Some(&cap[..])
+            );
+        }
+        assert!(
+            have_user || have_cap,
+            "no xattr could be set: the test proves nothing"
+        );
+    }
+
+    #[test]
+    fn directory_stream_carries_device_nodes_and_goes_on() {
+        let d = tempfile::tempdir_in("/var/tmp").unwrap();
+        let src = d.path().join("src");
+        fs::create_dir_all(src.join("dev")).unwrap();
+        fs::create_dir_all(src.join("usr")).unwrap();
+        fs::write(src.join("usr/after"), b"x").unwrap();
+        let made = nix::sys::stat::mknod(
+            &src.join("dev/null"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .is_ok();
+        let mut ar = tar::Archive::new(dir_stream(&src).unwrap());
+        let names: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                format!(
+                    "{:?} {}",
+                    e.header().entry_type(),
+                    e.path().unwrap().display()
+                )
+            })
+            .collect();
+        assert!(names.iter().any(|n| n.ends_with("usr/after")), "{names:?}");
+        if made {
+            assert!(names.iter().any(|n| n == "Char dev/null"), "{names:?}");
+        }
+    }
+
+    #[test]
+    fn directory_source_with_a_sparse_file_is_imported() {
+        use std::io::{Seek, SeekFrom, Write};
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir_in("/var/tmp").unwrap();
+        let src = d.path().join("src");
+        fs::create_dir_all(src.join("usr/bin")).unwrap();
+        // data, a 1 MiB hole, data: what `cp -a` to a tmpfs makes of a binary
+        let mut f = fs::File::create(src.join("usr/bin/holey")).unwrap();
+        f.write_all(b"head").unwrap();
+        f.seek(SeekFrom::Start(1 << 20)).unwrap();
+        f.write_all(b"tail").unwrap();
+        drop(f);
+        let m = fs::metadata(src.join("usr/bin/holey")).unwrap();
+        assert!(
+            m.blocks() * 512 < m.len(),
+            "no hole made: the test proves nothing"
+        );
+        let tree = d.path().join("tree");
+        import(
+            &Runner::new(false),
+            &Source::Dir(src.clone()),
+            &tree,
+            &d.path().join("scratch"),
+        )
+        .unwrap();
+        let got = fs::read(tree.join("usr/bin/holey")).unwrap();
+        assert_eq!(got.len(), (1 << 20) + 4);
+        assert_eq!(&got[..4], b"head");
+        assert_eq!(&got[(1 << 20)..], b"tail");
+        assert!(got[4..(1 << 20)].iter().all(|b| *b == 0));
     }
 }

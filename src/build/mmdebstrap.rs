@@ -254,9 +254,18 @@ pub fn command(plan: &Plan, spec: &BuildSpec, target: &Path) -> Cmd {
         .arg(format!("--variant={}", plan.variant))
         .arg(format!("--arch={}", plan.arch))
         .arg(format!("--components={}", plan.components.join(",")))
-        .arg(format!("--include={}", plan.packages.join(",")))
+        .arg(format!(
+            "--include={}",
+            super::pkglist::pinned_includes(&plan.packages, &spec.pins).join(",")
+        ))
         .arg("--aptopt=Acquire::Retries \"3\"")
         .arg("--aptopt=APT::Install-Recommends \"false\"");
+    // Reproducible builds (issue 15): mmdebstrap's reproducible mode reads the epoch;
+    // a rebuild pins every package of the recorded manifest (build::pkglist).
+    if let Some(e) = spec.epoch {
+        c = c.env(super::reproducible::ENV, e.to_string());
+    }
+    c = super::pkglist::pin_mmdebstrap(c, &spec.pins, target);
     if let Some(k) = &plan.keyring {
         c = c.arg(format!("--keyring={}", k.display()));
     }
@@ -341,8 +350,14 @@ impl RootBuilder for Mmdebstrap {
             }
         }
         let existed = target.exists();
+        if !spec.pins.is_empty() && !ctx.runner.dry_run() {
+            super::pkglist::write_pin_file(target, &spec.pins)?;
+        }
         let cmd = command(&p, spec, target);
         let out = ctx.runner.run_unchecked(&cmd)?;
+        if !spec.pins.is_empty() && !ctx.runner.dry_run() && target.exists() {
+            super::pkglist::unpin_tree(target)?;
+        }
         if !out.success {
             discard_partial(ctx, target, existed);
             let fix = mirror_fix(ctx, spec.distro.as_str());

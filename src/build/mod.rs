@@ -17,6 +17,9 @@ pub mod import;
 pub mod manifest;
 pub mod mmdebstrap;
 pub mod password;
+pub mod pkglist;
+pub mod reproducible;
+pub mod secrets_scan;
 pub mod setup;
 pub mod tree;
 
@@ -161,6 +164,10 @@ pub struct BuildSpec {
     pub arch: Arch,
     /// dnf: check package signatures (on by default; off is `--nogpgcheck`).
     pub gpgcheck: bool,
+    /// `SOURCE_DATE_EPOCH` given to the package tools (issue 15: reproducible builds).
+    pub epoch: Option<u64>,
+    /// `rebuild`: (package, version) pins of the recorded manifest.
+    pub pins: Vec<(String, String)>,
 }
 
 impl BuildSpec {
@@ -176,6 +183,8 @@ impl BuildSpec {
             components: Vec::new(),
             arch: Arch::host(),
             gpgcheck: true,
+            epoch: None,
+            pins: Vec::new(),
         })
     }
 

@@ -8,7 +8,7 @@
 //! a password is set: the password then serves the console); with a password and no
 //! key, `PermitRootLogin yes` (the reference's behaviour, else nobody could log in over
 //! ssh); with neither, `prohibit-password` and root stays locked.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
@@ -84,6 +84,19 @@ pub fn setup_tree(ctx: &Ctx, tree_dir: &Path, spec: &SetupSpec) -> Result<()> {
     }
     for f in ["etc/passwd", "etc/shadow"] {
         if !tree::resolve(t, f, true)?.is_file() {
+            // a link on the way (an imported tree's `etc -> /elsewhere`): name it; links
+            // resolve inside the tree, as in a chroot, never on the host
+            let mut prefix = PathBuf::new();
+            for c in Path::new(f).components() {
+                prefix.push(c);
+                if let Ok(target) = std::fs::read_link(t.join(&prefix)) {
+                    let at = prefix.display();
+                    return Err(tree_err(
+                        t,
+                        format!("{f} is missing: {at} is a symbolic link to {}, which leads to no {f} inside the tree (links resolve inside the image, as in a chroot): make {at} a real {} of the tree", target.display(), if prefix.as_os_str() == f { "file" } else { "directory" }),
+                    ));
+                }
+            }
             return Err(tree_err(
                 t,
                 format!("{f} is missing: the root tree is incomplete (the package installation probably failed): rebuild the image and read the build log"),
@@ -124,9 +137,10 @@ pub fn setup_tree(ctx: &Ctx, tree_dir: &Path, spec: &SetupSpec) -> Result<()> {
     }
 
     // ---- edits
-    if let Some(h) = &spec.password_hash {
-        set_root_hash(r, t, h)?;
-    }
+    // The image carries no password hash (issue 12): root stays locked in the tree; the
+    // hash given at creation is kept on the server (store::secrets) and written into
+    // the node's etc/shadow by its initramfs from the node's secrets bundle.
+    lock_root(r, t)?;
     if let Some(k) = &keys {
         tree::mkdir(r, t, "root", 0o700)?;
         let ssh = tree::mkdir(r, t, "root/.ssh", 0o700)?;
@@ -202,7 +216,18 @@ pub fn setup_tree(ctx: &Ctx, tree_dir: &Path, spec: &SetupSpec) -> Result<()> {
         enable_unit(r, t, "serial-getty@.service", Some(tty), Some(&tmpl))?;
     }
     ready_unit(r, t, &spec.image_name)?;
-    ssh_host_keys(r, t, spec.nfs_root)?;
+    ssh_host_keys(r, t)?;
+    // Debian's ssl-cert makes one snakeoil key at install: every node would share it.
+    // Removed like the host keys; ssl-cert's make-ssl-cert makes a node's own if a
+    // service needs it.
+    for f in [
+        "etc/ssl/private/ssl-cert-snakeoil.key",
+        "etc/ssl/certs/ssl-cert-snakeoil.pem",
+    ] {
+        if tree::exists(t, f) {
+            tree::remove(r, t, f)?;
+        }
+    }
     // Each node gets its own machine-id at boot (an empty file: not a first boot).
     tree::remove(r, t, "etc/machine-id")?;
     tree::write(r, t, "etc/machine-id", b"", 0o444, "empty: one id per node")?;
@@ -251,6 +276,25 @@ pub fn check_ssh_keys(text: &str) -> Result<String> {
         return Err(Error::invalid("the SSH key is empty: give a public key"));
     }
     Ok(out)
+}
+
+/// Locks root in etc/shadow (`*`) unless it is locked already (`*`, `!...`): a tree
+/// imported with a hash, or with an empty password field, gets none served.
+fn lock_root(r: &Runner, t: &Path) -> Result<()> {
+    let text = tree::read(t, "etc/shadow")?
+        .ok_or_else(|| tree_err(t, "etc/shadow is missing: rebuild the image"))?;
+    let locked = text
+        .lines()
+        .find_map(|l| l.strip_prefix("root:"))
+        .map(|rest| {
+            let f = rest.split(':').next().unwrap_or("");
+            f.starts_with('*') || f.starts_with('!')
+        })
+        .unwrap_or(false);
+    if locked {
+        return Ok(());
+    }
+    set_root_hash(r, t, "*")
 }
 
 /// Puts the hash in root's line of etc/shadow, keeping every other line and field.
@@ -611,6 +655,15 @@ if [ -n "$base" ]; then
       curl -fsS -m 5 -o /dev/null "$base/booted/$mac" 2>/dev/null && break
     elif command -v wget >/dev/null 2>&1; then
       wget -q -T 5 -O /dev/null "$base/booted/$mac" 2>/dev/null && break
+    elif command -v bash >/dev/null 2>&1; then
+      # a core image has neither: bash's /dev/tcp, plain http only
+      case "$base" in http://*) ;; *) break ;; esac
+      hp=${{base#http://}}; hp=${{hp%%/*}}; h=${{hp%%:*}}; p=${{hp##*:}}
+      [ "$p" = "$hp" ] && p=80
+      timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2" || exit 1
+        printf "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" "$3" "$1" >&3
+        read -r _ code _ <&3; [ "$code" = 200 ]' _ "$h" "$p" "${{base#http://$hp}}/booted/$mac" \
+        2>/dev/null && break
     fi
   done
 fi
@@ -636,27 +689,27 @@ exit 0
 }
 
 /// The unit that makes a node's missing SSH host keys at boot (`ssh-keygen -A` only
-/// creates the missing ones, so it is a no-op on an image that ships keys). Debian's
-/// openssh-server makes them at package install only: an image without them would
-/// have no sshd. NFS roots ship none (every node of an image would share them); their
-/// nodes keep the ones they make in their persistent /etc/ssh.
+/// creates the missing ones, so it is a no-op when the node's secrets bundle brought
+/// them). Debian's openssh-server makes them at package install only: an image without
+/// them would have no sshd. No image ships any (issue 12: every node of an image would
+/// share them, and anyone could download them): livenet nodes get theirs from the
+/// bundle (or make them here when there is none), NFS nodes keep theirs in their
+/// persistent /etc/ssh.
 pub const SSH_KEYGEN_UNIT: &str = "disklessset-ssh-keygen.service";
 
-fn ssh_host_keys(r: &Runner, t: &Path, remove_shipped: bool) -> Result<()> {
-    let Some(keygen) = find_program(t, &["usr/bin/ssh-keygen", "bin/ssh-keygen"]) else {
-        return Ok(());
-    };
-    if remove_shipped {
-        let dir = tree::resolve(t, "etc/ssh", true)?;
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                let n = e.file_name().to_string_lossy().into_owned();
-                if n.starts_with("ssh_host_") {
-                    tree::remove(r, t, &format!("etc/ssh/{n}"))?;
-                }
+fn ssh_host_keys(r: &Runner, t: &Path) -> Result<()> {
+    let dir = tree::resolve(t, "etc/ssh", true)?;
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("ssh_host_") {
+                tree::remove(r, t, &format!("etc/ssh/{n}"))?;
             }
         }
     }
+    let Some(keygen) = find_program(t, &["usr/bin/ssh-keygen", "bin/ssh-keygen"]) else {
+        return Ok(());
+    };
     let unit = format!(
         "[Unit]
 Description=disklessset: make this node's missing SSH host keys
@@ -808,11 +861,15 @@ mod tests {
         spec.generation = Some(3);
         setup_tree(&ctx, t, &spec).unwrap();
 
-        // shadow: root's hash set, other lines and the mode kept
+        // shadow: root locked (the hash is the server's, issue 12), other lines and
+        // the mode kept
         let shadow = fs::read_to_string(t.join("etc/shadow")).unwrap();
         let root = shadow.lines().next().unwrap();
-        assert!(root.starts_with(&format!("root:{hash}:")), "{root}");
-        assert!(!root.contains(":0:0:"), "lastchg 0 replaced: {root}");
+        assert!(!shadow.contains(&hash), "{shadow}");
+        assert!(
+            root.starts_with("root:*:") || root.starts_with("root:!"),
+            "{root}"
+        );
         assert!(shadow.contains("daemon:*:19000:0:99999:7:::"));
         assert_eq!(
             fs::metadata(t.join("etc/shadow")).unwrap().mode() & 0o777,
@@ -979,9 +1036,26 @@ mod tests {
         assert!(String::from_utf8_lossy(&out.stdout).starts_with("disklessset: image img-b booted"));
     }
 
+    /// A request head as it arrives, in as many segments as the client wrote it (bash's
+    /// printf writes line by line): up to the blank line, EOF or 10 s.
+    fn read_head(c: &mut std::net::TcpStream) -> String {
+        use std::io::Read;
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
     #[test]
     fn ready_marker_calls_home_with_the_base_of_the_command_line() {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let d = tempfile::tempdir().unwrap();
         let t = d.path().join("tree");
         fs::create_dir_all(&t).unwrap();
@@ -1015,10 +1089,9 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let (mut c, _) = l.accept().unwrap();
-            let mut buf = [0u8; 1024];
-            let n = c.read(&mut buf).unwrap();
+            let req = read_head(&mut c);
             let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
-            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let _ = tx.send(req);
         });
         let out = std::process::Command::new("sh")
             .arg("-c")
@@ -1031,6 +1104,37 @@ mod tests {
             .expect("the ready script did not call home");
         assert!(
             req.starts_with("GET /booted/52-54-00-bb-00-01 HTTP/1."),
+            "{req}"
+        );
+        // neither curl nor wget (a core image): bash's /dev/tcp calls home
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port2 = l.local_addr().unwrap().port();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let req = read_head(&mut c);
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+            let _ = tx.send(req);
+        });
+        fs::write(
+            &cmdline,
+            format!("ro root=live:http://127.0.0.1:{port2}/images/img-a/squashfs.img ip=dhcp\n"),
+        )
+        .unwrap();
+        let bare = script
+            .replace("command -v curl", "command -v no-such-curl")
+            .replace("command -v wget", "command -v no-such-wget");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&bare)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let req = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the ready script did not call home through bash");
+        assert!(
+            req.starts_with("GET /booted/52-54-00-bb-00-01 HTTP/1.0\r\nHost: 127.0.0.1\r\n"),
             "{req}"
         );
         // no server reachable: the boot marker still succeeds
@@ -1069,7 +1173,7 @@ mod tests {
     }
 
     #[test]
-    fn nfs_roots_ship_no_ssh_host_keys_and_nodes_make_their_own() {
+    fn no_image_ships_ssh_host_keys_and_nodes_make_their_own() {
         let d = tempfile::tempdir().unwrap();
         let t = d.path();
         fake_debian(t);
@@ -1083,9 +1187,12 @@ mod tests {
             fs::write(t.join("etc/ssh").join(k), b"k").unwrap();
         }
         let ctx = testutil::ctx(t);
-        // livenet: keys kept (the unit only makes missing ones)
+        // livenet: no shipped keys either (issue 12); the unit makes missing ones
         setup_tree(&ctx, t, &SetupSpec::new("x")).unwrap();
-        assert!(t.join("etc/ssh/ssh_host_rsa_key").exists());
+        assert!(!t.join("etc/ssh/ssh_host_rsa_key").exists());
+        for k in ["ssh_host_ed25519_key", "ssh_host_rsa_key"] {
+            fs::write(t.join("etc/ssh").join(k), b"k").unwrap();
+        }
         let unit = fs::read_to_string(t.join("etc/systemd/system").join(SSH_KEYGEN_UNIT)).unwrap();
         assert!(
             unit.contains("ExecStart=/usr/bin/ssh-keygen -A\n"),
@@ -1132,6 +1239,43 @@ mod tests {
             fs::read_to_string(t.join("etc/hostname")).unwrap(),
             "buildhost\n"
         );
+    }
+
+    #[test]
+    fn a_link_leading_out_of_the_tree_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("tree");
+        fake_debian(&t);
+        let host = d.path().join("host-etc");
+        fs::create_dir_all(&host).unwrap();
+        fs::write(host.join("shadow"), "root:*:1::::::\n").unwrap();
+        // etc/shadow -> a host file: resolved inside the tree, where it is not
+        fs::remove_file(t.join("etc/shadow")).unwrap();
+        std::os::unix::fs::symlink(host.join("shadow"), t.join("etc/shadow")).unwrap();
+        let ctx = testutil::ctx(&t);
+        let e = setup_tree(&ctx, &t, &SetupSpec::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("etc/shadow is a symbolic link to") && e.contains("a real file"),
+            "{e}"
+        );
+        // etc itself -> a host directory
+        fs::rename(t.join("etc"), d.path().join("etc-moved")).unwrap();
+        std::os::unix::fs::symlink(&host, t.join("etc")).unwrap();
+        let e = setup_tree(&ctx, &t, &SetupSpec::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("etc/passwd is missing: etc is a symbolic link to")
+                && e.contains("a real directory"),
+            "{e}"
+        );
+        assert_eq!(
+            fs::read_to_string(host.join("shadow")).unwrap(),
+            "root:*:1::::::\n"
+        );
+        assert_eq!(fs::read_dir(&host).unwrap().count(), 1);
     }
 
     #[test]
@@ -1247,10 +1391,9 @@ mod tests {
             .unwrap()
             .starts_with("root:*:"));
         let plan = ctx.runner.plan();
-        assert!(
-            plan.iter().any(|l| l.contains("root password hash")),
-            "{plan:?}"
-        );
+        // root is locked already in the fake tree: nothing to write (issue 12: the
+        // hash stays on the server)
+        assert!(!plan.iter().any(|l| l.contains("etc/shadow")), "{plan:?}");
         assert!(
             !plan.iter().any(|l| l.contains("$6$")),
             "no hash in the plan: {plan:?}"

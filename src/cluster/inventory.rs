@@ -8,6 +8,8 @@ use serde::Serialize;
 use yaml_serde::{Mapping, Value};
 
 use super::bmc::{self, BmcSpec};
+use super::facts::{self, Facts};
+use super::selectors::GroupSelect;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::yaml::{describe_error, scalar_string};
@@ -46,6 +48,24 @@ pub struct Inventory {
     /// Groups' `bmc:` fields.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub group_bmc: BTreeMap<String, BmcSpec>,
+    /// Groups' `selectors` and `match`, in file order (issue 13, groups by selectors).
+    #[serde(skip)]
+    pub group_select: Vec<(String, GroupSelect)>,
+    /// node -> the groups whose selectors select it, in file order (computed by
+    /// [`Inventory::load`] from the nodes and their facts; see [`Inventory::select`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub selected: BTreeMap<String, Vec<String>>,
+}
+
+/// How a node belongs to a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// The group `all` (every node).
+    All,
+    /// The group's selectors select it; the group's match expression.
+    Selected(String),
+    /// The node lists it.
+    Listed,
 }
 
 impl Inventory {
@@ -62,7 +82,93 @@ impl Inventory {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(&cfg.nodes_file, e)),
         }
+        if !inv.group_select.is_empty() {
+            // Facts are read only when a selector tests one, and only for the nodes
+            // that have a facts file (one directory listing, not one open per node).
+            let with_facts: std::collections::BTreeSet<String> =
+                if inv.group_select.iter().any(|(_, g)| g.needs_facts()) {
+                    std::fs::read_dir(facts::dir(cfg))
+                        .map(|rd| {
+                            rd.filter_map(|e| e.ok())
+                                .filter_map(|e| {
+                                    e.file_name()
+                                        .to_str()
+                                        .and_then(|n| n.strip_suffix(".json"))
+                                        .map(str::to_string)
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                } else {
+                    Default::default()
+                };
+            inv.select(|n| {
+                if with_facts.contains(n) {
+                    facts::load(cfg, n)
+                } else {
+                    None
+                }
+            });
+        }
         Ok(inv)
+    }
+
+    /// Computes [`Inventory::selected`]: for each node, the groups whose selectors
+    /// select it, given its facts.
+    pub fn select(&mut self, facts_of: impl Fn(&str) -> Option<Facts>) {
+        self.selected.clear();
+        if self.group_select.is_empty() {
+            return;
+        }
+        for n in self.nodes.values() {
+            let f = facts_of(&n.name);
+            let groups: Vec<String> = self
+                .group_select
+                .iter()
+                .filter(|(_, g)| g.selects(n, f.as_ref()))
+                .map(|(name, _)| name.clone())
+                .collect();
+            if !groups.is_empty() {
+                self.selected.insert(n.name.clone(), groups);
+            }
+        }
+    }
+
+    /// A node's groups, lowest precedence first: `all` (when defined), the groups that
+    /// select it (file order), the groups it lists (its order). A group both listed and
+    /// selected counts as listed.
+    pub fn groups_of(&self, node: &Node) -> Vec<(String, Via)> {
+        let mut out = Vec::new();
+        if self.group_vars.contains_key("all") && !node.groups.iter().any(|g| g == "all") {
+            out.push(("all".to_string(), Via::All));
+        }
+        if let Some(sel) = self.selected.get(&node.name) {
+            for g in sel {
+                if node.groups.contains(g) {
+                    continue;
+                }
+                let expr = self
+                    .group_select
+                    .iter()
+                    .find(|(n, _)| n == g)
+                    .map(|(_, s)| s.expr.to_string())
+                    .unwrap_or_default();
+                out.push((g.clone(), Via::Selected(expr)));
+            }
+        }
+        for g in &node.groups {
+            out.push((g.clone(), Via::Listed));
+        }
+        out
+    }
+
+    /// The groups a node is in, listed first, then selected (no `all`).
+    pub fn member_groups(&self, node: &Node) -> Vec<String> {
+        let mut v = node.groups.clone();
+        if let Some(sel) = self.selected.get(&node.name) {
+            v.extend(sel.iter().filter(|g| !node.groups.contains(g)).cloned());
+        }
+        v
     }
 
     fn merge(&mut self, other: Inventory) {
@@ -71,13 +177,17 @@ impl Inventory {
             self.group_vars.entry(g).or_default().extend(vars);
         }
         self.group_bmc.extend(other.group_bmc);
+        self.group_select.extend(other.group_select);
     }
 
-    /// A node's BMC: its own fields, then its groups' (in order) for what it lacks.
-    /// None when neither says anything.
+    /// A node's BMC: its own fields, then its groups' (listed in order, then selected,
+    /// then `all`) for what it lacks. None when neither says anything.
     pub fn bmc_of(&self, node: &Node) -> Option<BmcSpec> {
         let mut out = node.bmc.clone();
-        for g in &node.groups {
+        let groups = self.groups_of(node);
+        let listed = groups.iter().filter(|(_, v)| *v == Via::Listed);
+        let others = groups.iter().filter(|(_, v)| *v != Via::Listed).rev();
+        for (g, _) in listed.chain(others) {
             if let Some(gb) = self.group_bmc.get(g) {
                 out = Some(out.unwrap_or_default().or(gb));
             }
@@ -85,12 +195,22 @@ impl Inventory {
         out
     }
 
-    /// Members of a group (for `@group` in node sets).
+    /// Members of a group (for `@group` in node sets): the nodes listing it and those its
+    /// selectors select; `all`: every node.
     pub fn group_members(&self, group: &str) -> Option<Vec<String>> {
+        if group == "all" {
+            return Some(self.nodes.keys().cloned().collect());
+        }
         let v: Vec<String> = self
             .nodes
             .values()
-            .filter(|n| n.groups.iter().any(|g| g == group))
+            .filter(|n| {
+                n.groups.iter().any(|g| g == group)
+                    || self
+                        .selected
+                        .get(&n.name)
+                        .is_some_and(|s| s.iter().any(|g| g == group))
+            })
             .map(|n| n.name.clone())
             .collect();
         if v.is_empty() && !self.group_vars.contains_key(group) {
@@ -100,11 +220,12 @@ impl Inventory {
         }
     }
 
-    /// A node's variables: its groups' (in order), then its own, which win.
+    /// A node's variables: `all`'s, then the groups selecting it, then the groups it
+    /// lists (in order), then its own, which win.
     pub fn vars_of(&self, node: &Node) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
-        for g in &node.groups {
-            if let Some(v) = self.group_vars.get(g) {
+        for (g, _) in self.groups_of(node) {
+            if let Some(v) = self.group_vars.get(&g) {
                 out.extend(v.clone());
             }
         }
@@ -172,6 +293,8 @@ fn vars_map(v: &Value, path: &Path, what: &str) -> Result<BTreeMap<String, Strin
     Ok(out)
 }
 
+const GROUP_KEYS: &[&str] = &["vars", "bmc", "selectors", "match"];
+
 const NODE_KEYS: &[&str] = &[
     "mac",
     "ip",
@@ -214,6 +337,23 @@ pub fn parse_native(text: &str, path: &Path) -> Result<Inventory> {
                     .as_str()
                     .ok_or_else(|| bad("group names must be strings".into()))?
                     .to_string();
+                if let Value::Mapping(m) = gv {
+                    for fk in m.keys() {
+                        let f = fk.as_str().unwrap_or_default();
+                        if !GROUP_KEYS.contains(&f) {
+                            return Err(bad(format!(
+                                "groups.{gname}.{f}: unknown field; allowed fields are {}",
+                                GROUP_KEYS.join(", ")
+                            )));
+                        }
+                    }
+                    if let Some(sel) =
+                        GroupSelect::parse(&gname, m.get("selectors"), m.get("match"))
+                            .map_err(bad)?
+                    {
+                        inv.group_select.push((gname.clone(), sel));
+                    }
+                }
                 if let Some(b) = gv.as_mapping().and_then(|m| m.get("bmc")) {
                     let spec = bmc::parse(b, &format!("groups.{gname}")).map_err(bad)?;
                     inv.group_bmc.insert(gname.clone(), spec);
@@ -393,6 +533,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("groups.g.bmc.driver"), "{e}");
+    }
+
+    #[test]
+    fn share_nodes_example_parses_and_selects() {
+        let text = include_str!("../../share/nodes.yml");
+        let mut inv = parse_native(text, Path::new("share/nodes.yml")).unwrap();
+        inv.select(|n| {
+            (n == "c001").then(|| Facts {
+                memory_mib: 8192,
+                vendor: "QEMU".into(),
+                ..Default::default()
+            })
+        });
+        assert_eq!(inv.group_members("gpu").unwrap(), vec!["c001", "c002"]);
+        let v = inv.vars_of(&inv.nodes["login1"]);
+        assert_eq!((v["role"].as_str(), v["site"].as_str()), ("login", "lab"));
+        assert_eq!(inv.vars_of(&inv.nodes["c001"])["role"], "gpu");
+        assert_eq!(inv.group_members("all").unwrap().len(), 3);
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! (per-node directories and exports) and the front-ends (through ops).
 pub mod bmc;
 pub mod edit;
+pub mod facts;
 pub mod inventory;
 pub mod nodeset;
+pub mod selectors;
 
 use crate::config::Config;
 use crate::error::{Error, Result};

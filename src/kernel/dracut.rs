@@ -1,7 +1,9 @@
 //! The dracut initramfs (the reference's way: livenet + dmsquash-live), built on the
 //! host with the image's own kernel modules (`--kmoddir`). dracut 059 needs
 //! `network-legacy` (dhclient) for livenet: `systemd-networkd` never triggers the
-//! download.
+//! download. Every dracut initramfs carries `initramfs/dracut-secrets.sh` as a
+//! pre-pivot hook: the node's per-node secrets bundle (issue 12), fetched with curl
+//! from a privileged port as the own init does with nc.
 use std::path::Path;
 use std::time::Instant;
 
@@ -15,6 +17,15 @@ pub const DRACUT_MODULES: &str = "bash systemd systemd-initrd dracut-systemd bas
 /// Drivers always added: virtual and common NICs, the filesystems a live root needs.
 pub const DRACUT_DRIVERS: &str = "virtio_pci virtio_net virtio_blk virtio_scsi e1000 e1000e igb ixgbe tg3 bnx2 r8169 loop squashfs overlay ext4 xfs";
 
+/// The pre-pivot hook fetching the node's secrets bundle (issue 12).
+pub const SECRETS_HOOK: &str = include_str!("../../initramfs/dracut-secrets.sh");
+
+/// Where the hook goes inside the initramfs (dracut-pre-pivot.service sources it).
+pub const SECRETS_HOOK_PATH: &str = "/lib/dracut/hooks/pre-pivot/90-disklessset-secrets.sh";
+
+/// What the hook needs beyond the modules' own tools (curl comes with url-lib).
+pub const SECRETS_HOOK_TOOLS: &str = "tar base64 head tail grep";
+
 /// Builds `out` with dracut from `tree`'s modules for kernel `kver`; returns seconds.
 pub fn build(ctx: &Ctx, tree: &Path, kver: &str, out: &Path) -> Result<f64> {
     let kmoddir = tree.join("lib/modules").join(kver);
@@ -26,6 +37,14 @@ pub fn build(ctx: &Ctx, tree: &Path, kver: &str, out: &Path) -> Result<f64> {
     }
     let t = Instant::now();
     let tmp = crate::fsutil::temp_path_for(out);
+    // The hook as a file for --include, at a fixed path of the store's work dir: dracut
+    // records its arguments in the initramfs, so a random name would make two builds
+    // differ (issue 15). Same content for every build: concurrent writers are harmless.
+    let hook = ctx.cfg.work_dir.join(".dracut-secrets-hook.sh");
+    if !ctx.runner.dry_run() {
+        crate::fsutil::ensure_dir(&ctx.cfg.work_dir)?;
+        crate::fsutil::write_atomic(&hook, SECRETS_HOOK.as_bytes(), 0o644)?;
+    }
     let res = ctx.runner.run(
         &Cmd::new("dracut")
             .package("dracut dracut-live dracut-network isc-dhcp-client")
@@ -35,6 +54,8 @@ pub fn build(ctx: &Ctx, tree: &Path, kver: &str, out: &Path) -> Result<f64> {
                 "--force",
                 "--zstd",
                 "--nolvmconf",
+                // issue 15: sorted cpio, fixed owners, SOURCE_DATE_EPOCH when set.
+                "--reproducible",
             ])
             .arg("--kver")
             .arg(kver)
@@ -46,6 +67,11 @@ pub fn build(ctx: &Ctx, tree: &Path, kver: &str, out: &Path) -> Result<f64> {
             .arg("systemd-networkd")
             .arg("--add-drivers")
             .arg(DRACUT_DRIVERS)
+            .arg("--install")
+            .arg(SECRETS_HOOK_TOOLS)
+            .arg("--include")
+            .arg(&hook)
+            .arg(SECRETS_HOOK_PATH)
             .arg(&tmp),
     );
     if let Err(e) = res {

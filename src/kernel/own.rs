@@ -30,6 +30,8 @@ pub const INIT_SCRIPT: &str = include_str!("../../initramfs/init");
 pub const UDHCPC_SCRIPT: &str = include_str!("../../initramfs/udhcpc.script");
 /// The installer (boot type `install`), sourced by /init with `dl.install=1`.
 pub const INSTALL_SCRIPT: &str = include_str!("../../initramfs/install.sh");
+/// The discovery mode (issue 13), sourced by /init with `dl.mode=discover`.
+pub const DISCOVER_SCRIPT: &str = include_str!("../../initramfs/discover.sh");
 /// Host tools the installer runs, copied with their libraries when present on the
 /// build host (host path, name in /bin). A missing one is reported by the installer
 /// at install time, naming the package; diskless boots never need them.
@@ -39,6 +41,11 @@ pub const INSTALL_TOOLS: &[(&str, &str)] = &[
     ("/usr/sbin/mkfs.fat", "mkfs.vfat"),
     ("/usr/bin/extlinux", "extlinux"),
 ];
+/// Host tools /init uses when present (copied with their libraries): OpenBSD netcat
+/// connects from a privileged source port for the node's secrets bundle (issue 12;
+/// busybox nc binds a local port only to listen). Without it the node boots without
+/// its bundle and says so.
+pub const BUNDLE_TOOLS: &[(&str, &str)] = &[("/bin/nc.openbsd", "nc.openbsd")];
 /// Boot loader files the installer writes (host path, name in
 /// /usr/share/disklessset-install): systemd-boot (Debian systemd-boot-efi) and the
 /// GPT MBR of syslinux (Debian extlinux/syslinux-common).
@@ -89,6 +96,9 @@ pub const APPLETS: &[&str] = &[
     "udhcpc",
     "uname",
     "wget",
+    // the per-node secrets bundle (issue 12): decode, unpack (nc.openbsd connects)
+    "base64",
+    "tar",
     // the installer (initramfs/install.sh) and the local root
     "awk",
     "basename",
@@ -417,7 +427,7 @@ pub fn build_own_initramfs(
     };
     // The installer's host tools and their libraries (those present on this host).
     let mut tools: Vec<(String, Vec<u8>)> = Vec::new();
-    for (host, name) in INSTALL_TOOLS {
+    for (host, name) in INSTALL_TOOLS.iter().chain(BUNDLE_TOOLS) {
         let Ok(all) = crate::kernel::elfdeps::with_libs(Path::new(host)) else {
             continue;
         };
@@ -465,6 +475,8 @@ pub fn build_own_initramfs(
         w.file("etc/udhcpc.script", 0o755, opts.udhcpc_script.as_bytes())
             .map_err(archive_err)?;
         w.file("etc/install.sh", 0o644, INSTALL_SCRIPT.as_bytes())
+            .map_err(archive_err)?;
+        w.file("etc/discover.sh", 0o644, DISCOVER_SCRIPT.as_bytes())
             .map_err(archive_err)?;
         let mut dirs: Vec<String> = Vec::new();
         for (rel, data) in &tools {
@@ -685,7 +697,11 @@ mod tests {
 
     #[test]
     fn shipped_scripts_parse() {
-        for (name, text) in [("init", INIT_SCRIPT), ("udhcpc.script", UDHCPC_SCRIPT)] {
+        for (name, text) in [
+            ("init", INIT_SCRIPT),
+            ("udhcpc.script", UDHCPC_SCRIPT),
+            ("discover.sh", DISCOVER_SCRIPT),
+        ] {
             let out = Command::new(DEFAULT_BUSYBOX)
                 .args(["sh", "-n", "-c", text])
                 .output()

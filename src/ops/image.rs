@@ -25,7 +25,9 @@ pub fn show(ctx: &Ctx, name: &str) -> Result<ImageInfo> {
         return Err(Error::NoSuchImage(name.to_string()));
     }
     let mounts = mountinfo::read()?;
-    Ok(store::info(&ctx.cfg, name, &mounts))
+    let mut info = store::info(&ctx.cfg, name, &mounts);
+    info.build = super::rebuild::build_info(ctx, name);
+    Ok(info)
 }
 
 // ---------------------------------------------------------------- remove / clear
@@ -114,6 +116,7 @@ pub fn remove(ctx: &Ctx, name: &str) -> Result<()> {
     if let Some(m) = &module {
         m.after_remove(ctx, &rec)?;
     }
+    remove_secrets(ctx, name)?;
     tracing::info!("removed image {name}");
     Ok(())
 }
@@ -139,6 +142,7 @@ pub fn clear(ctx: &Ctx, name: &str) -> Result<()> {
             m.after_remove(ctx, r)?;
         }
     }
+    remove_secrets(ctx, name)?;
     if !ctx.runner.dry_run() {
         store::drop_marker(&ctx.cfg, name)?;
     }
@@ -185,11 +189,31 @@ pub fn clone(ctx: &Ctx, src: &str, dst: &str) -> Result<ImageRecord> {
     if let Some(m) = modules::for_class(src_rec.image_class) {
         m.clone_extra(ctx, &src_rec, &mut rec)?;
     }
+    if ctx.runner.dry_run() {
+        ctx.runner.note(format!(
+            "copy the secrets of {src} (root hash, authorized keys) to {}",
+            store::secrets::image_dir(&ctx.cfg, dst).display()
+        ));
+    } else {
+        store::secrets::copy_image_secrets(&ctx.cfg, src, dst)?;
+    }
     if let Some(c) = creation {
         store::save(&ctx.cfg, &rec)?;
         c.finish()?;
     }
     Ok(rec)
+}
+
+/// Removes an image's secrets dir (issue 12) with the image.
+fn remove_secrets(ctx: &Ctx, name: &str) -> Result<()> {
+    let dir = store::secrets::image_dir(&ctx.cfg, name);
+    if ctx.runner.dry_run() {
+        if dir.exists() {
+            ctx.runner.note(format!("remove {}", dir.display()));
+        }
+        return Ok(());
+    }
+    store::secrets::remove_image_secrets(&ctx.cfg, name)
 }
 
 /// Copies the entries of `src` into `dst` (reflinks where the filesystem allows), skipping

@@ -10,20 +10,28 @@
 //!
 //! Nothing here knows a terminal exists; long operations report progress through
 //! `Ctx::progress`.
+pub mod diff;
+mod discovery;
+pub mod gc;
 mod image;
 mod kernel;
 pub mod nodes;
 mod params;
 mod power;
 pub mod query;
+mod rebuild;
 mod recover;
 mod request;
+mod secrets;
 
 pub use crate::boot::replicate::{PushReport, ReplicaStatus};
 pub use image::{clear, clone, copy_dir_contents, list, removal_paths, remove, show};
 pub use kernel::{initramfs, kernel_set, kernels};
 pub use params::{create_from_params, ParamsOptions, ParamsOutcome, ParamsReport};
 pub use power::{bootdev_status, power_status, RebootReport};
+// issue 15: diff and rebuild
+pub use diff::{diff, DiffReport};
+pub use rebuild::{default_name as rebuild_default_name, RebuildReport};
 pub use recover::{recover, RecoverReport};
 pub use request::{replicate_after_publish, run, Outcome, Request};
 
@@ -41,9 +49,11 @@ pub fn replica_notes(cfg: &Config) -> Vec<String> {
 pub use crate::boot::bootset::{
     Assign, AssignReport, BootType, NetMode, StatusLine as BootStatusLine,
 };
+pub use crate::boot::discovery::{Discovered, DiscoveryState, Policy as DiscoveryPolicy};
 pub use crate::boot::seen::{NodeState, Seen as NodeSeen};
 pub use crate::build::image::BuildOptions;
 pub use crate::build::password::{hash_from_source, hash_password};
+pub use crate::cluster::facts::{Disk, Facts};
 pub use crate::cluster::Inventory;
 pub use crate::config::{Config, ConfigSource};
 pub use crate::ctx::{Ctx, Progress, ProgressEvent};

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::boot::bootset::{self, resolve_nodes};
 use crate::boot::seen::{self, NodeState, Seen};
 use crate::cluster::edit::{self, Edit, Edited};
-use crate::cluster::inventory::{parse_reference, Inventory};
+use crate::cluster::inventory::{parse_reference, Inventory, Via};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -82,6 +82,10 @@ pub fn edit(ctx: &Ctx, e: &Edit, what: &str) -> Result<EditReport> {
             fsutil::write_atomic(&backup, old.as_bytes(), 0o644)?;
         }
         fsutil::write_atomic(path, ed.text.as_bytes(), 0o644)?;
+        // A removed node's hardware facts go with it (issue 13, discovery).
+        for n in &ed.removed {
+            crate::cluster::facts::remove(cfg, n)?;
+        }
     }
     let fold = |v: &[String]| crate::cluster::nodeset::fold(v);
     Ok(EditReport {
@@ -109,7 +113,11 @@ pub struct NodeRow {
     pub name: String,
     pub mac: Option<String>,
     pub ip: Option<String>,
+    /// Every group the node is in: those it lists, then those selecting it.
     pub groups: Vec<String>,
+    /// The groups whose selectors select it (issue 13, groups by selectors).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub selected_groups: Vec<String>,
     pub state: NodeState,
     pub boot_type: Option<String>,
     pub image: Option<String>,
@@ -127,13 +135,22 @@ fn row(ctx: &Ctx, inv: &Inventory, name: &str) -> Option<NodeRow> {
         Some((b, i)) => (Some(b.clone()), i.clone()),
         None => (None, None),
     };
-    let state = seen::state_of(&s, assign.is_some(), false);
+    let discovered = crate::cluster::facts::dir(&ctx.cfg)
+        .join(format!("{name}.json"))
+        .is_file();
+    let state = seen::state_of(&s, assign.is_some(), discovered);
     let reboot_changes = seen::reboot_changes(&ctx.cfg, &s, boot_type.as_deref(), image.as_deref());
     Some(NodeRow {
         name: name.to_string(),
         mac: n.mac.clone(),
         ip: n.ip.clone(),
-        groups: n.groups.clone(),
+        groups: inv.member_groups(n),
+        selected_groups: inv
+            .groups_of(n)
+            .into_iter()
+            .filter(|(_, v)| matches!(v, Via::Selected(_)))
+            .map(|(g, _)| g)
+            .collect(),
         state,
         boot_type,
         image,
@@ -156,7 +173,7 @@ pub fn list(ctx: &Ctx, set: Option<&str>) -> Result<Vec<NodeRow>> {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct VarSource {
     pub value: String,
-    /// `node`, `group NAME`.
+    /// `node`, `group NAME`, `group NAME, selected by EXPR`, `group all`.
     pub source: String,
 }
 
@@ -170,6 +187,8 @@ pub struct NodeDetail {
     pub interface: Option<String>,
     pub vars: BTreeMap<String, VarSource>,
     pub bmc_address: Option<String>,
+    /// Hardware facts (discovery), when reported.
+    pub facts: Option<crate::cluster::facts::Facts>,
 }
 
 /// `nodes show NODE`.
@@ -183,14 +202,19 @@ pub fn show(ctx: &Ctx, name: &str) -> Result<NodeDetail> {
     })?;
     let row = row(ctx, &inv, name).ok_or_else(|| Error::invalid(format!("unknown node {name}")))?;
     let mut vars = BTreeMap::new();
-    for g in &n.groups {
-        if let Some(v) = inv.group_vars.get(g) {
+    for (g, via) in inv.groups_of(n) {
+        let source = match via {
+            Via::All => "group all".to_string(),
+            Via::Listed => format!("group {g}"),
+            Via::Selected(expr) => format!("group {g}, selected by {expr}"),
+        };
+        if let Some(v) = inv.group_vars.get(&g) {
             for (k, val) in v {
                 vars.insert(
                     k.clone(),
                     VarSource {
                         value: val.clone(),
-                        source: format!("group {g}"),
+                        source: source.clone(),
                     },
                 );
             }
@@ -212,5 +236,15 @@ pub fn show(ctx: &Ctx, name: &str) -> Result<NodeDetail> {
         interface: n.interface.clone(),
         vars,
         bmc_address: inv.bmc_of(n).and_then(|b| b.address),
+        facts: crate::cluster::facts::load(&ctx.cfg, name),
     })
+}
+
+pub use crate::boot::render::Rendering;
+
+/// `nodes render NODE NAME`: template NAME rendered for NODE (nothing written), compared
+/// with the copy the server kept when it served it.
+pub fn render(ctx: &Ctx, node: &str, name: &str) -> Result<Rendering> {
+    let inv = Inventory::load(&ctx.cfg)?;
+    Ok(crate::boot::render::preview(&ctx.cfg, &inv, node, name)?)
 }

@@ -104,7 +104,14 @@ pub fn create_from_params(ctx: &Ctx, path: &Path, opts: &ParamsOptions) -> Resul
                 )))
             }
             (State::Corrupted, _) | (_, None) => vec!["it is corrupted".to_string()],
-            (_, Some(rec)) => differences(ip, rec),
+            (_, Some(rec)) => {
+                // issue 12: the root hash lives in the secrets dir, not the record
+                let mut rec = rec.clone();
+                if rec.password.is_none() {
+                    rec.password = store::secrets::image_root_hash(&ctx.cfg, &rec.name);
+                }
+                differences(ip, &rec)
+            }
         };
         if diffs.is_empty() {
             plans.push(Plan::Skip);

@@ -115,3 +115,13 @@ pub fn check_params_file(path: &Path) -> Result<()> {
     })?;
     crate::params::parse(&text, path, None).map(|_| ())
 }
+
+/// `discovery list`: every machine that reported, in arrival order (named or pending).
+pub fn discovery_list(cfg: &Config) -> Result<Vec<crate::boot::discovery::Discovered>> {
+    Ok(crate::boot::discovery::load(cfg)?.machines)
+}
+
+/// The discovery state (on/off, pool, policy and the machines).
+pub fn discovery_state(cfg: &Config) -> Result<crate::boot::discovery::DiscoveryState> {
+    crate::boot::discovery::load(cfg)
+}

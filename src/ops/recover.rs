@@ -16,6 +16,8 @@ use crate::sys::{mount, mountinfo, remove};
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RecoverReport {
     pub stale_locks: Vec<String>,
+    /// Process groups dead operations left running, killed before unmounting.
+    pub killed: Vec<String>,
     pub unmounted: Vec<PathBuf>,
     pub loop_devices: Vec<String>,
     pub temp_files: Vec<PathBuf>,
@@ -36,6 +38,9 @@ pub fn recover(ctx: &Ctx) -> Result<RecoverReport> {
             .into_iter()
             .map(|(n, i)| format!("{n} (pid {} {})", i.pid, i.operation))
             .collect();
+    }
+    if !ctx.runner.dry_run() {
+        rep.killed = lock::reap_dead(cfg)?;
     }
     let mounts = mountinfo::read()?;
     // Leaked mounts under the work dir: everything but a purposely mounted image's mnt.

@@ -126,6 +126,41 @@ pub enum Request {
     NodesImport {
         path: PathBuf,
     },
+    /// issue 15: `rebuild NAME [--as NEW] [--source-date-epoch N]` (NEW: `NAME-rebuild`
+    /// when None; the epoch: the recorded one when None).
+    Rebuild {
+        name: String,
+        as_name: Option<String>,
+        epoch: Option<u64>,
+    },
+    // issue 15: `gc [--older-than AGE]`: transient images and surplus generations.
+    Gc(super::gc::GcOptions),
+    // issue 12: per-node secrets (`secrets show|rotate NODESET`).
+    SecretsShow {
+        nodeset: String,
+    },
+    SecretsRotate {
+        nodeset: String,
+    },
+    // issue 13: discovery (`discovery start|stop|accept`).
+    /// `discovery start [--pool NODESET] [--policy manual|sequential|open]`.
+    DiscoveryStart {
+        pool: Option<String>,
+        policy: String,
+    },
+    /// `discovery stop`.
+    DiscoveryStop,
+    /// `discovery accept MAC NODE`.
+    DiscoveryAccept {
+        mac: String,
+        node: String,
+    },
+    // issue 13 (TUI): `bootset -n NODESET -b TYPE [-i IMAGE] [--once]` as a request, so
+    // the Nodes screen assigns through `run` like every other action.
+    /// `bootset -n NODESET -b TYPE ...` without `--reboot` (`bootset_assign`).
+    BootsetAssign {
+        assign: Assign,
+    },
 }
 
 /// What a performed request says.
@@ -243,6 +278,20 @@ impl Request {
             Request::NodesSet { nodeset, .. } => format!("Change nodes {nodeset}"),
             Request::NodesRemove { nodeset } => format!("Remove nodes {nodeset}"),
             Request::NodesImport { path } => format!("Import nodes from {}", path.display()),
+            Request::Rebuild { name, .. } => format!("Rebuild image {name} from its record"),
+            Request::Gc(_) => "Collect transient images and surplus generations".into(),
+            Request::SecretsShow { nodeset } => format!("Host keys of nodes {nodeset}"),
+            Request::SecretsRotate { nodeset } => {
+                format!("Rotate the host keys of nodes {nodeset}")
+            }
+            Request::DiscoveryStart { .. } => "Start discovery".into(),
+            Request::DiscoveryStop => "Stop discovery".into(),
+            Request::DiscoveryAccept { mac, node } => format!("Accept machine {mac} as {node}"),
+            Request::BootsetAssign { assign } => format!(
+                "Assign {} to nodes {}",
+                assign.boot_type.as_str(),
+                assign.nodeset
+            ),
         }
     }
 
@@ -305,6 +354,14 @@ impl Request {
                 "remove nodes {nodeset} from the inventory ({})",
                 ctx.cfg.nodes_file.display()
             )),
+            Request::Gc(o) => super::gc::confirmation(ctx, o)?,
+            Request::SecretsRotate { nodeset } => {
+                let nodes = expand_nodes(&ctx.cfg, nodeset)?;
+                Some(format!(
+                    "delete the SSH host keys of nodes {} (new ones at their next boot: SSH clients will warn until their known_hosts is updated)",
+                    nodeset::fold(&nodes)
+                ))
+            }
             _ => None,
         })
     }
@@ -331,6 +388,10 @@ fn publishes(req: &Request) -> bool {
             | Request::NfsExports
             | Request::NfsExportsFor { .. }
             | Request::Replicate { .. }
+            | Request::SecretsShow { .. }
+            | Request::SecretsRotate { .. }
+            | Request::DiscoveryStart { .. }
+            | Request::DiscoveryStop
     )
 }
 
@@ -395,6 +456,7 @@ fn run_request(ctx: &Ctx, req: &Request) -> Result<Outcome> {
             let mut lines = Vec::new();
             for (what, items) in [
                 ("stale lock cleared", r.stale_locks.clone()),
+                ("left-over processes killed", r.killed.clone()),
                 (
                     "unmounted",
                     r.unmounted
@@ -706,6 +768,77 @@ fn run_request(ctx: &Ctx, req: &Request) -> Result<Outcome> {
         | Request::NodesSet { .. }
         | Request::NodesRemove { .. }
         | Request::NodesImport { .. } => run_nodes(ctx, req),
+        Request::Rebuild {
+            name,
+            as_name,
+            epoch,
+        } => {
+            let rep = super::rebuild::rebuild(ctx, name, as_name.as_deref(), *epoch)?;
+            let mut o = Outcome::report(&rep, rep.lines())?;
+            // A rebuild that is not bit-identical is reported, and fails the command.
+            o.failure = (!rep.identical && !ctx.runner.dry_run()).then(|| {
+                format!(
+                    "the rebuild {} is not bit-identical to generation 1 of {name} (see above)",
+                    rep.rebuilt_as
+                )
+            });
+            Ok(o)
+        }
+        Request::Gc(o) => {
+            let rep = super::gc::gc(ctx, o)?;
+            let mut out = Outcome::report(&rep, super::gc::lines(&rep))?;
+            out.in_dry_run = true;
+            Ok(out)
+        }
+        Request::SecretsShow { nodeset } => {
+            let keys = super::secrets::show(ctx, nodeset)?;
+            let mut lines = Vec::new();
+            for k in &keys {
+                if k.fingerprints.is_empty() {
+                    lines.push(format!(
+                        "{}: no host keys yet (made when it first fetches its boot script)",
+                        k.node
+                    ));
+                }
+                for f in &k.fingerprints {
+                    lines.push(format!("{}: {f}", k.node));
+                }
+            }
+            let mut o = Outcome::report(&keys, lines)?;
+            o.in_dry_run = true;
+            Ok(o)
+        }
+        Request::SecretsRotate { nodeset } => {
+            let done = super::secrets::rotate(ctx, nodeset)?;
+            Ok(Outcome::done(if done.is_empty() {
+                format!("nodes {nodeset}: no host keys to rotate")
+            } else {
+                format!(
+                    "host keys of {} removed: new ones are made at their next boot",
+                    nodeset::fold(&done)
+                )
+            }))
+        }
+        Request::DiscoveryStart { .. }
+        | Request::DiscoveryStop
+        | Request::DiscoveryAccept { .. } => super::discovery::run(ctx, req),
+        Request::BootsetAssign { assign } => {
+            // The line `bootset` prints; `run` replicates afterwards like bootset does.
+            let rep = crate::boot::bootset::assign(ctx, assign)?;
+            let line = format!(
+                "{}: {}{} ({} written, {} unchanged)",
+                rep.folded,
+                assign.boot_type.as_str(),
+                assign
+                    .image
+                    .as_deref()
+                    .map(|i| format!(" {i}"))
+                    .unwrap_or_default(),
+                rep.written,
+                rep.unchanged
+            );
+            Outcome::report(&rep, vec![line])
+        }
     }
 }
 

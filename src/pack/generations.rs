@@ -34,6 +34,11 @@ fn gen_path(cfg: &Config, name: &str, n: u32) -> PathBuf {
     gen_dir(cfg, name).join(format!("{IMAGE_FILE}.{n}"))
 }
 
+/// The file of kept generation `n` (issue 15: `gc` removes surplus ones).
+pub fn kept_path(cfg: &Config, name: &str, n: u32) -> PathBuf {
+    gen_path(cfg, name, n)
+}
+
 /// Kept generations (not the current one), oldest first.
 pub fn kept(cfg: &Config, name: &str) -> Vec<u32> {
     let mut v: Vec<u32> = fs::read_dir(gen_dir(cfg, name))
@@ -126,7 +131,16 @@ pub fn publish(cfg: &Config, name: &str, staged: &Path, current: u32) -> Result<
         keep_current(cfg, name, current)?;
     }
     fs::set_permissions(staged, std::os::unix::fs::PermissionsExt::from_mode(0o644)).at(staged)?;
-    let digest = fsutil::sha256_file(staged)?;
+    // The digest is read from the page cache while the file is flushed to disk: the two
+    // overlap instead of adding up (issue 15, pack time close to a bare mksquashfs).
+    let digest = std::thread::scope(|s| {
+        let hashing = s.spawn(|| fsutil::sha256_file(staged));
+        let synced = fs::File::open(staged).and_then(|f| f.sync_all()).at(staged);
+        let digest = hashing
+            .join()
+            .unwrap_or_else(|_| Err(Error::invalid("internal: the hashing thread panicked")));
+        synced.and(digest)
+    })?;
     fsutil::publish(staged, &cur)?;
     fsutil::write_digest(&cur, &digest)?;
     let next = current + 1;

@@ -81,6 +81,11 @@ pub fn differences(ip: &ImageParams, rec: &ImageRecord) -> Vec<String> {
         b.build.optimize.to_string(),
         rec.optimize.to_string(),
     );
+    cmp(
+        "transient",
+        b.build.transient.to_string(),
+        crate::store::record::is_transient(rec).to_string(),
+    );
     let mut want = b.build.packages.clone();
     want.sort();
     let mut have = rec.additional_packages.clone();

@@ -332,16 +332,56 @@ mod tests {
             vec![
                 ImageKind::Livenet,
                 ImageKind::Livenet,
+                ImageKind::Livenet,
                 ImageKind::NfsStaging,
                 ImageKind::NfsGolden
             ]
         );
         assert_eq!(pf.images[1].create.layout, Layout::Compat);
-        assert_eq!(pf.images[3].nodes.as_deref(), Some("c[001-004]"));
+        let transient: Vec<bool> = pf.images.iter().map(|i| i.create.build.transient).collect();
+        assert_eq!(transient, vec![false, false, true, false, false]);
+        assert_eq!(pf.images[4].nodes.as_deref(), Some("c[001-004]"));
     }
 
     fn err(text: &str) -> String {
         parse(text, f(), None).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn transient_in_both_formats_with_positions() {
+        let pf = parse(
+            "image_data:\n  name: a\n  image_class: LivenetImage\n  transient: True\n",
+            f(),
+            None,
+        )
+        .unwrap();
+        assert!(pf.images[0].create.build.transient);
+        let pf = parse(
+            "defaults:\n  transient: true\nimages:\n  - name: a\n    kind: livenet\n  - name: b\n    kind: nfs-staging\n    transient: false\n",
+            f(),
+            None,
+        )
+        .unwrap();
+        let t: Vec<bool> = pf.images.iter().map(|i| i.create.build.transient).collect();
+        assert_eq!(t, vec![true, false]);
+        let pf = parse("images:\n  - name: a\n    kind: livenet\n", f(), None).unwrap();
+        assert!(!pf.images[0].create.build.transient, "false unless said");
+        let e = err("image_data:\n  name: a\n  image_class: LivenetImage\n  transient: Maybe\n");
+        assert!(
+            e.starts_with("p.yml:4:14: transient: ") && e.contains("allowed: true, false"),
+            "{e}"
+        );
+        let e = err("images:\n  - name: a\n    kind: livenet\n    transient: 2\n");
+        assert!(
+            e.starts_with("p.yml:4:16: transient: ") && e.contains("not a boolean"),
+            "{e}"
+        );
+        let e =
+            err("images:\n  - name: g\n    kind: nfs-golden\n    from: s\n    transient: true\n");
+        assert!(
+            e.starts_with("p.yml:5:16: transient: not used by nfs-golden"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub(crate) struct RefImage {
     pub(crate) ssh_pub_key: Option<S>,
     pub(crate) selinux: Option<S>,
     pub(crate) optimize: Option<S>,
+    /// Not the reference's: `transient: True` marks a per-host image for `gc`.
+    pub(crate) transient: Option<S>,
     pub(crate) additional_packages: Option<Spanned<PyList>>,
     pub(crate) release_version: Option<S>,
 }
@@ -92,6 +94,7 @@ pub(crate) struct NativeImage {
     pub(crate) ssh_pub_key: Option<S>,
     pub(crate) selinux: Option<S>,
     pub(crate) optimize: Option<S>,
+    pub(crate) transient: Option<S>,
     pub(crate) packages: Option<Spanned<PyList>>,
     pub(crate) mirror: Option<S>,
     pub(crate) initramfs: Option<S>,

@@ -314,7 +314,7 @@ pub(crate) fn reference_image(
                 return Err(p.err(
                     pos,
                     field,
-                    "not used by NfsStagingImage (allowed: name, password, kernel, ssh_pub_key, selinux, optimize, additional_packages, release_version, image_class)",
+                    "not used by NfsStagingImage (allowed: name, password, kernel, ssh_pub_key, selinux, optimize, transient, additional_packages, release_version, image_class)",
                 ));
             }
         }
@@ -348,6 +348,7 @@ pub(crate) fn reference_image(
     }
     b.build.selinux = p.boolean("selinux", &r.selinux)?.unwrap_or(false);
     b.build.optimize = p.boolean("optimize", &r.optimize)?.unwrap_or(false);
+    b.build.transient = p.boolean("transient", &r.transient)?.unwrap_or(false);
     b.build.packages = p
         .packages("additional_packages", &r.additional_packages)?
         .unwrap_or_default();
@@ -510,7 +511,7 @@ pub(crate) fn native_image(
             None => def.clone(),
         }
     };
-    let build_fields: [(&str, &Option<S>); 12] = [
+    let build_fields: [(&str, &Option<S>); 13] = [
         ("distro", &i.distro),
         ("release", &i.release),
         ("type", &i.livenet_type),
@@ -521,6 +522,7 @@ pub(crate) fn native_image(
         ("ssh_pub_key", &i.ssh_pub_key),
         ("selinux", &i.selinux),
         ("optimize", &i.optimize),
+        ("transient", &i.transient),
         ("mirror", &i.mirror),
         ("initramfs", &i.initramfs),
     ];
@@ -693,6 +695,10 @@ pub(crate) fn native_image(
     b.build.optimize = match p.boolean("optimize", &i.optimize)? {
         Some(v) => v,
         None => p.boolean("optimize", &d.optimize)?.unwrap_or(false),
+    };
+    b.build.transient = match p.boolean("transient", &i.transient)? {
+        Some(v) => v,
+        None => p.boolean("transient", &d.transient)?.unwrap_or(false),
     };
     let pk = if i.packages.is_some() {
         &i.packages

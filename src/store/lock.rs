@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
-use crate::sys::proc;
+use crate::sys::{proc, reaper};
+
+/// How long a lock taker waits for the groups a dead holder left to die after SIGKILL.
+const REAP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub const STORE_LOCK: &str = ".store";
 pub const INVENTORY_LOCK: &str = ".inventory";
@@ -48,6 +51,7 @@ impl Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
+        reaper::stop_recording(&groups_path(&self.path));
         let _ = self.file.set_len(0);
         let _ = self.file.unlock();
     }
@@ -55,6 +59,54 @@ impl Drop for Lock {
 
 fn lock_path(cfg: &Config, name: &str) -> PathBuf {
     cfg.locks_dir().join(format!("{name}.lock"))
+}
+
+/// The process groups of the lock holder's running children (`sys::reaper`).
+fn groups_path(lock: &Path) -> PathBuf {
+    lock.with_extension("groups")
+}
+
+/// Kills what dead operations left running (their recorded process groups), for every
+/// lock nobody holds: `recover`. Returns "NAME (pid P: groups G1 G2)" per lock.
+pub fn reap_dead(cfg: &Config) -> Result<Vec<String>> {
+    let dir = cfg.locks_dir();
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(&dir, e)),
+    };
+    for e in rd {
+        let p = e.at(&dir)?.path();
+        let Some(stem) = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".groups"))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let Some(rec) = reaper::read_record(&p) else {
+            continue;
+        };
+        if rec.pid == std::process::id() as i32 || proc::is_alive(rec.pid, rec.start) {
+            continue;
+        }
+        // Only while nobody holds the lock: a new holder kills them itself.
+        let lp = p.with_extension("lock");
+        let Ok(f) = OpenOptions::new().read(true).write(true).open(&lp) else {
+            continue;
+        };
+        if f.try_lock().is_ok() {
+            let killed = reaper::kill_recorded(&p, REAP_WAIT);
+            let _ = f.unlock();
+            if !killed.is_empty() {
+                let g: Vec<String> = killed.iter().map(i32::to_string).collect();
+                out.push(format!("{stem} (pid {}: groups {})", rec.pid, g.join(" ")));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Takes the lock of image `name` for `operation`, or fails at once naming the holder.
@@ -175,6 +227,17 @@ fn acquire(path: &Path, operation: &str) -> std::result::Result<Lock, Acquire> {
         }
         Err(std::fs::TryLockError::Error(err)) => return Err(Acquire::Err(Error::io(path, err))),
     }
+    // A dead holder's children may still run (its watchdog died with it): kill what it
+    // recorded before anything of ours touches its mounts.
+    let groups = groups_path(path);
+    let killed = reaper::kill_recorded(&groups, REAP_WAIT);
+    if !killed.is_empty() {
+        tracing::info!(
+            "killed {} process group(s) left by the previous holder of {}",
+            killed.len(),
+            path.display()
+        );
+    }
     let info = LockInfo {
         pid: std::process::id() as i32,
         start: proc::self_start_time(),
@@ -193,6 +256,7 @@ fn acquire(path: &Path, operation: &str) -> std::result::Result<Lock, Acquire> {
         file.sync_data()
     })();
     write.at(path).map_err(Acquire::Err)?;
+    reaper::record_into(&groups);
     Ok(Lock {
         file,
         path: path.to_path_buf(),

@@ -1,6 +1,7 @@
 //! The image store: records, states derived from facts, creation markers, locks.
 pub mod lock;
 pub mod record;
+pub mod secrets;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,8 @@ pub struct ImageInfo {
     pub size_bytes: u64,
     pub kernel: Option<String>,
     pub generation: u32,
+    /// `--transient`: `gc` removes it once unassigned and not booted lately.
+    pub transient: bool,
     /// sha256 of the published `squashfs.img` (livenet), recorded at publish time.
     pub sha256: Option<String>,
     /// The live process holding the image's lock, if any.
@@ -65,6 +68,10 @@ pub struct ImageInfo {
     pub problem: Option<String>,
     pub dir: PathBuf,
     pub record: Option<ImageRecord>,
+    /// Issue 15: the build record and the current generation's packages (filled by
+    /// `ops::show`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<serde_json::Value>,
 }
 
 impl ImageInfo {
@@ -250,6 +257,7 @@ pub fn info(cfg: &Config, name: &str, mounts: &[MountEntry]) -> ImageInfo {
         size_bytes: fsutil::tree_size(&dir),
         kernel: record.as_ref().and_then(|r| r.kernel.clone()),
         generation: record.as_ref().map(|r| r.generation).unwrap_or(0),
+        transient: record.as_ref().is_some_and(record::is_transient),
         sha256: fsutil::read_digest(&dir.join("squashfs.img")),
         holder,
         interrupted,
@@ -257,6 +265,7 @@ pub fn info(cfg: &Config, name: &str, mounts: &[MountEntry]) -> ImageInfo {
         problem,
         dir,
         record,
+        build: None,
     }
 }
 

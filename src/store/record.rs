@@ -384,6 +384,18 @@ fn from_mapping(m: &Mapping) -> Result<ImageRecord> {
 }
 
 /// Today's date as YYYY-MM-DD (UTC), like the reference's creation_date.
+/// Issue 15: a transient (per-host) image carries `transient: true` (kept in `extra`, so
+/// older versions read and write it back untouched).
+pub const TRANSIENT_KEY: &str = "transient";
+
+pub fn set_transient(rec: &mut ImageRecord) {
+    rec.extra.insert(TRANSIENT_KEY.into(), Value::Bool(true));
+}
+
+pub fn is_transient(rec: &ImageRecord) -> bool {
+    matches!(rec.extra.get(TRANSIENT_KEY), Some(Value::Bool(true)))
+}
+
 pub fn today() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -8,6 +8,10 @@
 //! From the guest, the host's 127.0.0.1 is `10.0.2.2` (QEMU user networking),
 //! so serve files with [`HttpServer::serve_dir`] (or any server bound to
 //! 127.0.0.1) and use `http://10.0.2.2:PORT/boot.ipxe` as the bootfile.
+//!
+//! [`VmNet::Tap`] instead puts the VM on a tap device inside a network namespace
+//! (tests/common/net.rs `TestNet`): its own address from a real DHCP server, as on a
+//! cluster's provisioning network (issue 12).
 #![allow(dead_code)]
 
 use std::fmt;
@@ -55,6 +59,19 @@ pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
 /// The iPXE EFI ROM for virtio-net (ipxe-qemu ships EFI+PXE combined ROMs).
 pub const IPXE_EFI_ROM: &str = "/usr/lib/ipxe/qemu/efi-virtio.rom";
 
+/// The VM's network.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum VmNet {
+    /// QEMU user networking (the default): QEMU's own DHCP hands out 10.0.2.15 and
+    /// [`VmBoot::bootfile_url`]; the host's 127.0.0.1 is 10.0.2.2.
+    #[default]
+    User,
+    /// A tap device inside a network namespace: QEMU runs in `netns` (`ip netns exec`)
+    /// on the existing tap `tap`; DHCP and the bootfile come from whatever serves
+    /// that network (dnsmasq of `TestNet`); `bootfile_url` is unused.
+    Tap { netns: String, tap: String },
+}
+
 /// One VM boot.
 #[derive(Debug, Clone)]
 pub struct VmBoot {
@@ -80,6 +97,8 @@ pub struct VmBoot {
     pub timeout: Duration,
     /// Extra QEMU arguments.
     pub extra_args: Vec<String>,
+    /// User networking (default) or a tap in a network namespace.
+    pub net: VmNet,
 }
 
 impl VmBoot {
@@ -101,6 +120,7 @@ impl VmBoot {
             marker: marker.into(),
             timeout: Duration::from_secs(300),
             extra_args: Vec::new(),
+            net: VmNet::User,
         }
     }
 }
@@ -205,7 +225,13 @@ pub fn qemu_args(cfg: &VmBoot, sercon_file: &Path) -> Vec<String> {
         "-serial".into(),
         format!("file:{}", cfg.serial_log.display()),
         "-netdev".into(),
-        format!("user,id=n0,bootfile={}", qemu_escape(&cfg.bootfile_url)),
+        match &cfg.net {
+            VmNet::User => format!("user,id=n0,bootfile={}", qemu_escape(&cfg.bootfile_url)),
+            VmNet::Tap { tap, .. } => format!(
+                "tap,id=n0,ifname={},script=no,downscript=no",
+                qemu_escape(tap)
+            ),
+        },
     ];
     if !cfg.allow_reboot {
         a.push("-no-reboot".into());
@@ -290,7 +316,17 @@ pub fn boot_until_marker(cfg: &VmBoot) -> Result<VmRun, VmError> {
     })?;
     let args = qemu_args(cfg, &sercon);
     let start = Instant::now();
-    let child = Command::new(QEMU)
+    // In a namespace: `ip netns exec` enters it and execs QEMU (same pid, so the guard
+    // kills QEMU itself).
+    let mut command = match &cfg.net {
+        VmNet::User => Command::new(QEMU),
+        VmNet::Tap { netns, .. } => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", netns.as_str(), QEMU]);
+            c
+        }
+    };
+    let child = command
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -114,6 +114,22 @@ pub enum Command {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         max_connections: Option<u64>,
     },
+    /// Compare two livenet images or generations (`NAME@3`): packages and files added,
+    /// removed, changed; exit 0 when bit-identical, 1 when they differ (issue 15)
+    Diff { a: String, b: String },
+    /// Build an image again from its build record (declaration, SOURCE_DATE_EPOCH,
+    /// package versions pinned) into a new image, and say whether it is bit-identical
+    /// to generation 1; exit 1 when it is not (issue 15)
+    Rebuild {
+        name: String,
+        /// The new image's name [default: NAME-rebuild]
+        #[arg(long = "as", value_name = "NEW")]
+        as_name: Option<String>,
+        /// Build at this SOURCE_DATE_EPOCH instead of the recorded one (the result then
+        /// differs in timestamps only)
+        #[arg(long, value_name = "SECONDS")]
+        source_date_epoch: Option<u64>,
+    },
     /// Shell completions for disklessset on stdout (bootset: `bootset --completions SHELL`)
     Completions {
         /// bash, zsh, fish (also elvish, powershell)
@@ -141,6 +157,22 @@ pub enum Command {
     /// The node inventory (nodes.yml): add, set, remove, import, list, show
     #[command(subcommand)]
     Nodes(NodesCmd),
+    /// Remove transient images no node is assigned to nor booted lately, and generations
+    /// beyond keep_generations (never the current one, nor one a node uses); each kept
+    /// candidate is named with its reason. --dry-run lists what would go
+    Gc {
+        /// Keep what a node booted (or a transient image changed) within AGE: 7d, 12h,
+        /// 30m, 0 [default: the config's gc_keep_booted_days, 7]
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        older_than: Option<Duration>,
+    },
+    /// Per-node secrets (README "Security"): host key fingerprints, key rotation
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
+    /// Discovery of unknown machines: while on, a machine not in the inventory boots a
+    /// discovery system that reports its facts; the policy names it
+    #[command(subcommand)]
+    Discovery(DiscoveryCmd),
     /// Generate an image's initramfs from its own kernel modules
     Initramfs {
         name: String,
@@ -208,6 +240,10 @@ pub struct BuildArgs {
     /// With --from: the kernel and modules of this livenet image (for a tree with none)
     #[arg(long, value_name = "IMAGE", requires = "from")]
     pub kernel_from: Option<String>,
+    /// A per-host image: `disklessset gc` removes it once no node is assigned to it
+    /// nor booted it within `--older-than`
+    #[arg(long)]
+    pub transient: bool,
 }
 
 #[derive(Debug, Args)]
@@ -341,6 +377,36 @@ pub enum NodesCmd {
     List { nodeset: Option<String> },
     /// One node in detail: fields, variables with their source, what the server saw
     Show { node: String },
+    /// Render template NAME (templates/ beside nodes.yml) for NODE, as the server would
+    /// serve it at /render/NAME; says whether it differs from the copy kept when served
+    Render { node: String, name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCmd {
+    /// The nodes' SSH host key fingerprints (never the keys)
+    Show { nodeset: String },
+    /// Delete the nodes' host keys: new ones are made at their next boot (asks first)
+    Rotate { nodeset: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DiscoveryCmd {
+    /// Turn discovery on (no restart of `serve` needed)
+    Start {
+        /// The names given to new machines, in power-on order (e.g. 'd[01-10]')
+        #[arg(long, value_name = "NODESET")]
+        pool: Option<String>,
+        /// manual (pending until `accept`), sequential (next name of the pool), open (any)
+        #[arg(long, default_value = "manual")]
+        policy: String,
+    },
+    /// Turn discovery off (the list of reported machines is kept)
+    Stop,
+    /// The machines that reported: MAC, name (or pending), facts
+    List,
+    /// Name a pending machine: adds NODE with its MAC to nodes.yml and records its facts
+    Accept { mac: String, node: String },
 }
 
 #[derive(Debug, Args)]
@@ -441,6 +507,11 @@ pub enum DemoCmd {
     },
 }
 
+/// `--older-than`, by the core's rule.
+fn parse_age(s: &str) -> std::result::Result<Duration, String> {
+    ops::gc::parse_age(s).map_err(|e| e.to_string())
+}
+
 impl BuildArgs {
     /// The core's build options (the password is hashed here, by the core's function,
     /// and the clear text dropped).
@@ -465,6 +536,8 @@ impl BuildArgs {
             mirror: self.mirror.clone(),
             from: self.from.clone(),
             kernel_from: self.kernel_from.clone(),
+            repro: Default::default(),
+            transient: self.transient,
         })
     }
 }
@@ -526,6 +599,15 @@ impl Command {
                 size: SizeSpec::parse(size)?,
             },
             Command::Rollback { name } => Request::Rollback { name: s(name) },
+            Command::Rebuild {
+                name,
+                as_name,
+                source_date_epoch,
+            } => Request::Rebuild {
+                name: s(name),
+                as_name: as_name.clone(),
+                epoch: *source_date_epoch,
+            },
             Command::Kernel(KernelCmd::Set { name, version }) => Request::KernelSet {
                 name: s(name),
                 version: s(version),
@@ -623,7 +705,28 @@ impl Command {
             Command::Nodes(NodesCmd::Import { file }) => {
                 Request::NodesImport { path: file.clone() }
             }
-            Command::Nodes(NodesCmd::List { .. } | NodesCmd::Show { .. }) => return Ok(None),
+            Command::Gc { older_than } => Request::Gc(ops::gc::GcOptions {
+                older_than: *older_than,
+            }),
+            Command::Nodes(
+                NodesCmd::List { .. } | NodesCmd::Show { .. } | NodesCmd::Render { .. },
+            ) => return Ok(None),
+            Command::Secrets(SecretsCmd::Show { nodeset }) => Request::SecretsShow {
+                nodeset: s(nodeset),
+            },
+            Command::Secrets(SecretsCmd::Rotate { nodeset }) => Request::SecretsRotate {
+                nodeset: s(nodeset),
+            },
+            Command::Discovery(DiscoveryCmd::Start { pool, policy }) => Request::DiscoveryStart {
+                pool: pool.clone(),
+                policy: s(policy),
+            },
+            Command::Discovery(DiscoveryCmd::Stop) => Request::DiscoveryStop,
+            Command::Discovery(DiscoveryCmd::Accept { mac, node }) => Request::DiscoveryAccept {
+                mac: s(mac),
+                node: s(node),
+            },
+            Command::Discovery(DiscoveryCmd::List) => return Ok(None),
             Command::Power(_)
             | Command::Bootdev(_)
             | Command::Replicate { status: true, .. }
@@ -636,6 +739,7 @@ impl Command {
             | Command::Shell { .. }
             | Command::Serve { .. }
             | Command::Completions { .. }
+            | Command::Diff { .. }
             | Command::Man => return Ok(None),
         }))
     }

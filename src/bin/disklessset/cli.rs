@@ -11,7 +11,7 @@ use disklessset::ops::{
     self, Config, ConfigSource, Ctx, Progress, ProgressEvent, Runner, Verbosity,
 };
 
-use crate::args::{Cli, Command, Global, NfsCmd, NfsNodesCmd, NodesCmd};
+use crate::args::{Cli, Command, DiscoveryCmd, Global, NfsCmd, NfsNodesCmd, NodesCmd};
 use crate::output;
 
 pub fn main() -> i32 {
@@ -199,6 +199,11 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
             }
         }
         Command::Show { name } => output::image(&ops::show(ctx, &name)?, g.json)?,
+        Command::Diff { a, b } => {
+            let rep = ops::diff(ctx, &a, &b)?;
+            output::diff(&rep, g.json)?;
+            return Ok(if rep.identical { 0 } else { 1 });
+        }
         Command::Modules => output::modules(&ops::module_infos(), g.json)?,
         Command::Kernels => output::kernels(&ops::kernels(ctx)?, g.json)?,
         Command::Nfs(NfsCmd::Nodes(NfsNodesCmd::List { golden, nodeset })) => output::nfs_nodes(
@@ -208,8 +213,14 @@ fn dispatch(ctx: &Ctx, g: &Global, command: Command) -> Result<i32> {
         Command::Nodes(NodesCmd::List { nodeset }) => {
             output::node_rows(&ops::nodes::list(ctx, nodeset.as_deref())?, g.json)?
         }
+        Command::Nodes(NodesCmd::Render { node, name }) => {
+            output::rendering(&ops::nodes::render(ctx, &node, &name)?, g.json)?
+        }
         Command::Nodes(NodesCmd::Show { node }) => {
             output::node_detail(&ops::nodes::show(ctx, &node)?, g.json)?
+        }
+        Command::Discovery(DiscoveryCmd::List) => {
+            output::discovery(&ops::query::discovery_state(&ctx.cfg)?, g.json)?
         }
         Command::Power(a) => {
             let rep = ops::power_status(ctx, &a.nodeset, &a.bmc.options())?;

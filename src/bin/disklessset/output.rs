@@ -62,7 +62,12 @@ pub fn images(list: &[ImageInfo], as_json: bool) -> Result<()> {
                 } else {
                     "-".into()
                 },
-                i.problem.clone().unwrap_or_default(),
+                match (&i.problem, i.transient) {
+                    (Some(p), true) => format!("transient; {p}"),
+                    (Some(p), false) => p.clone(),
+                    (None, true) => "transient".into(),
+                    (None, false) => String::new(),
+                },
             ]
         })
         .collect();
@@ -97,6 +102,14 @@ pub fn image(i: &ImageInfo, as_json: bool) -> Result<()> {
     if let Some(d) = &i.sha256 {
         kv.push(("sha256", d.clone()));
     }
+    if let Some(b) = &i.build {
+        if let Some(e) = b["record"]["source_date_epoch"].as_u64() {
+            kv.push(("source_date_epoch", e.to_string()));
+        }
+        if let Some(p) = b["packages"].as_array() {
+            kv.push(("packages", format!("{} (show --json lists them)", p.len())));
+        }
+    }
     if let Some(r) = &i.record {
         if let Ok(y) = r.to_yaml() {
             for line in y.lines().skip(1) {
@@ -116,6 +129,17 @@ pub fn image(i: &ImageInfo, as_json: bool) -> Result<()> {
             "├──"
         };
         println!("  {branch} {k}: {v}");
+    }
+    Ok(())
+}
+
+/// `diff` (issue 15): the report's lines, or its JSON.
+pub fn diff(r: &disklessset::ops::DiffReport, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(r);
+    }
+    for l in r.lines() {
+        println!("{l}");
     }
     Ok(())
 }
@@ -378,5 +402,96 @@ pub fn node_detail(d: &NodeDetail, as_json: bool) -> Result<()> {
             println!("  {k} = {}    [{}]", v.value, v.source);
         }
     }
+    if let Some(f) = &d.facts {
+        facts(f);
+    }
     Ok(())
+}
+
+/// `nodes render`: the text on stdout, whether it matches the kept copy on stderr.
+pub fn rendering(r: &disklessset::ops::nodes::Rendering, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(r);
+    }
+    print!("{}", r.text);
+    match r.same_as_kept {
+        None => eprintln!(
+            "note: not served to {} yet (the server keeps what it serves in {})",
+            r.node, r.kept_path
+        ),
+        Some(true) => eprintln!(
+            "note: same as the copy served to {} ({})",
+            r.node, r.kept_path
+        ),
+        Some(false) => eprintln!(
+            "note: DIFFERS from the copy served to {} ({}): a reprovision now gets this new text",
+            r.node, r.kept_path
+        ),
+    }
+    Ok(())
+}
+
+/// `discovery list`: the state line, then one line per machine that reported.
+pub fn discovery(s: &disklessset::ops::DiscoveryState, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(s);
+    }
+    println!(
+        "discovery {}: policy {}, pool {}",
+        if s.on { "on" } else { "off" },
+        s.policy.as_str(),
+        s.pool.as_deref().unwrap_or("none")
+    );
+    let rows: Vec<Vec<String>> = s
+        .machines
+        .iter()
+        .map(|m| {
+            let f = &m.facts;
+            vec![
+                m.mac.clone(),
+                m.name.clone().unwrap_or_else(|| "(pending)".into()),
+                seen_time(Some(m.reported_at)),
+                f.arch.clone(),
+                f.cpus.to_string(),
+                format!("{} MiB", f.memory_mib),
+                f.disks
+                    .iter()
+                    .map(|d| format!("{} {}", d.name, human_size(d.size_bytes)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                [f.vendor.as_str(), f.product.as_str()]
+                    .join(" ")
+                    .trim()
+                    .to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "MAC", "NODE", "REPORTED", "ARCH", "CPUS", "MEMORY", "DISKS", "MACHINE",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// The facts block of `nodes show`.
+pub fn facts(f: &disklessset::ops::Facts) {
+    println!("facts:      reported {}", seen_time(Some(f.reported_at)));
+    println!("  macs:     {}", f.macs.join(", "));
+    println!("  arch:     {}", f.arch);
+    println!("  cpu:      {} x {}", f.cpus, f.cpu_model);
+    println!("  memory:   {} MiB", f.memory_mib);
+    for d in &f.disks {
+        println!(
+            "  disk:     {} {} ({} bytes) {}",
+            d.name,
+            human_size(d.size_bytes),
+            d.size_bytes,
+            d.model
+        );
+    }
+    println!("  machine:  {} {}", f.vendor, f.product);
+    println!("  serial:   {}", f.serial);
+    println!("  uuid:     {}", f.uuid);
 }

@@ -230,6 +230,9 @@ pub struct Request {
     pub version: Version,
     /// All headers, names lower-cased, in order.
     pub headers: Vec<(String, String)>,
+    /// The request body: read only when the handler's [`DynamicHandler::body_limit`]
+    /// accepts one for this request (else empty).
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -291,6 +294,14 @@ impl Response {
 pub trait DynamicHandler: Send + Sync {
     /// Answer the request, or `None` to let the static file handler run.
     fn handle(&self, req: &Request) -> Option<Response>;
+
+    /// The largest body this handler reads for `req` (its head only: `body` is empty
+    /// here). `None` (the default): bodies are never read, the connection is closed
+    /// after the answer. A body beyond the limit gets `413`, a chunked one `411`, one
+    /// that does not arrive within the header timeout `408`.
+    fn body_limit(&self, _req: &Request) -> Option<usize> {
+        None
+    }
 }
 
 /// A [`DynamicHandler`] that never answers (static files only).
@@ -714,6 +725,54 @@ fn log_request(
     );
 }
 
+/// Reads a `Content-Length` body of at most `limit` bytes (what the head read left in
+/// the buffer first), all of it within `timeout`. Err: the status to answer.
+fn read_body(
+    conn: &mut Conn,
+    head: &Head,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, u16> {
+    if head.header("transfer-encoding").is_some() {
+        return Err(411);
+    }
+    let len: usize = head
+        .header("content-length")
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or(400u16)?;
+    if len > limit {
+        return Err(413);
+    }
+    let mut body: Vec<u8> = conn.buf.drain(..len.min(conn.buf.len())).collect();
+    let deadline = Instant::now() + timeout;
+    let mut chunk = [0u8; 8192];
+    while body.len() < len {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(408);
+        }
+        if conn.stream.set_read_timeout(Some(deadline - now)).is_err() {
+            return Err(400);
+        }
+        let room = (len - body.len()).min(chunk.len());
+        match conn.stream.read(&mut chunk[..room]) {
+            Ok(0) => return Err(400),
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(408)
+            }
+            Err(_) => return Err(400),
+        }
+    }
+    Ok(body)
+}
+
 struct Outcome {
     status: u16,
     bytes: u64,
@@ -744,10 +803,22 @@ fn process(conn: &mut Conn, head: &Head, shared: &Shared) -> Outcome {
         }
     };
 
-    let req = match build_request(head, conn.peer) {
+    let mut req = match build_request(head, conn.peer) {
         Ok(r) => r,
         Err(code) => return respond(conn, error_response(code), false),
     };
+    let mut keep_alive = keep_alive;
+    if has_body {
+        if let Some(limit) = shared.dynamic.body_limit(&req) {
+            match read_body(conn, head, limit, shared.cfg.header_timeout) {
+                Ok(body) => {
+                    req.body = body;
+                    keep_alive = wants_keep_alive(head);
+                }
+                Err(code) => return respond(conn, error_response(code), false),
+            }
+        }
+    }
 
     let dynamic = Arc::clone(&shared.dynamic);
     let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dynamic.handle(&req)));

@@ -151,6 +151,7 @@ pub(super) fn build_request(head: &Head, peer: SocketAddr) -> Result<Request, u1
         peer,
         version: head.version,
         headers: head.headers.clone(),
+        body: Vec::new(),
     })
 }
 

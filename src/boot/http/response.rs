@@ -30,6 +30,9 @@ fn reason(code: u16) -> &'static str {
         302 => "Found",
         401 => "Unauthorized",
         409 => "Conflict",
+        202 => "Accepted",
+        411 => "Length Required",
+        413 => "Content Too Large",
         _ => "Status",
     }
 }

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::boot::write_boot_ipxe;
-use super::mount::repack;
+use super::mount::repack_at;
 use super::SizeSpec;
 use crate::build::image::{self as bi, BuildOptions};
 use crate::ctx::Ctx;
@@ -139,7 +139,7 @@ pub fn create(ctx: &Ctx, o: &LivenetCreate) -> Result<CreateReport> {
         });
     }
     let t = std::time::Instant::now();
-    repack(ctx, &mut built.rec, &built.tree)?;
+    repack_at(ctx, &mut built.rec, &built.tree, built.epoch)?;
     let pack_seconds = t.elapsed().as_secs_f64();
 
     // 6. The initramfs, from the image's own modules.
@@ -155,6 +155,9 @@ pub fn create(ctx: &Ctx, o: &LivenetCreate) -> Result<CreateReport> {
     ctx.progress
         .step(7, total, "write boot.ipxe and image_data.yml");
     write_boot_ipxe(ctx, &built.rec)?;
+    if !dry {
+        record_build(ctx, o, &built, &initramfs.file)?;
+    }
     if let Some(g) = built.guard {
         g.unmount()?;
     }
@@ -176,4 +179,20 @@ pub fn create(ctx: &Ctx, o: &LivenetCreate) -> Result<CreateReport> {
         initramfs,
         on_tmpfs: built.on_tmpfs,
     })
+}
+
+/// The build record (issue 15, `build.yml`): the declaration, the epoch, the digests of
+/// what the build gave and its package manifest; what `rebuild` reads.
+fn record_build(
+    ctx: &Ctx,
+    o: &LivenetCreate,
+    built: &bi::Built,
+    initramfs: &std::path::Path,
+) -> Result<()> {
+    let mut r = built.build_record(ctx, &o.build, initramfs)?;
+    r.layout = Some(o.layout.as_str().into());
+    r.size_mib = built.rec.livenet_size;
+    r.initramfs = Some(o.initramfs.clone());
+    r.squashfs_sha256 = generations::current_digest(&ctx.cfg, &o.name);
+    crate::build::reproducible::save_record(&ctx.cfg, &o.name, &r)
 }

@@ -406,6 +406,23 @@ pub fn create_staging(ctx: &Ctx, o: &StagingCreate) -> Result<StagingReport> {
         .file_name()
         .map(|f| f.to_string_lossy().into_owned());
 
+    // issue 15: the build record and package manifest, as livenet images keep them
+    // (read from the tree before it moves; saved with the image record)
+    let build_record = if dry {
+        None
+    } else {
+        Some(built.build_record(ctx, &o.build, &initramfs.file)?)
+    };
+
+    // issue 12: an exported root carries nothing secret
+    if dry {
+        ctx.runner.note(format!(
+            "check {} for private keys, password hashes and BMC passwords",
+            built.tree.display()
+        ));
+    } else {
+        crate::build::secrets_scan::check_publish(cfg, &o.name, &built.tree)?;
+    }
     // 5. The tree under the NFS root: a rename when on the same file system, else a copy.
     ctx.progress
         .step(5, total, &format!("move the tree to {}", dest.display()));
@@ -432,6 +449,9 @@ pub fn create_staging(ctx: &Ctx, o: &StagingCreate) -> Result<StagingReport> {
     write_boot_ipxe(ctx, &built.rec)?;
     if !dry {
         store::save(cfg, &built.rec)?;
+    }
+    if let Some(r) = &build_record {
+        crate::build::reproducible::save_record(cfg, &o.name, r)?;
     }
     let exports = exports::refresh(ctx)?;
     if let Some(c) = built.creation {
@@ -487,6 +507,13 @@ pub fn create_golden(ctx: &Ctx, name: &str, from: &str) -> Result<GoldenReport> 
     let t = std::time::Instant::now();
     copy_tree(ctx, &staging_tree(cfg, from), &dest)?;
     retag_os_release(ctx, &dest, name)?;
+    if !ctx.runner.dry_run() {
+        if let Err(e) = crate::build::secrets_scan::check_publish(cfg, name, &dest) {
+            // not exported: the copy goes, the staging image stays as it is
+            let _ = remove_tree(&ctx.runner, &dest);
+            return Err(e);
+        }
+    }
     let copy_seconds = t.elapsed().as_secs_f64();
     let mut rec = src.clone();
     rec.name = name.to_string();
@@ -498,6 +525,12 @@ pub fn create_golden(ctx: &Ctx, name: &str, from: &str) -> Result<GoldenReport> 
     write_boot_ipxe(ctx, &rec)?;
     if !ctx.runner.dry_run() {
         store::save(cfg, &rec)?;
+        // issue 15: the staging image's build inputs, with the packages the frozen copy
+        // holds (the staging tree may have been customised since its build)
+        if let Some(mut r) = crate::build::reproducible::load_record(cfg, from)? {
+            r.manifest = crate::build::pkglist::read_tree(ctx, &dest)?;
+            crate::build::reproducible::save_record(cfg, name, &r)?;
+        }
     }
     let exports = exports::refresh(ctx)?;
     if let Some(c) = creation {

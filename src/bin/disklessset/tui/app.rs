@@ -11,7 +11,7 @@ use disklessset::ops::{
     self, BootStatusLine as StatusLine, Config, Ctx, ImageClass, ImageInfo, KernelInfo, Runner,
 };
 
-use super::action::Action;
+use super::action::{Action, Foreground};
 use super::bootset;
 use super::chrome::{self, MsgKind, StoreStatus};
 use super::form::{FormOutcome, FormState, Stage};
@@ -19,8 +19,11 @@ use super::forms;
 use super::images::{self, ImagesState, Purpose, Request as Pick};
 use super::job::{After, Job};
 use super::kernels;
+use super::maint::{self, MaintState, Reply as MaintReply};
 use super::menu::{Entry, MenuState, NOT_AVAILABLE};
 use super::modules::{self, ModuleEntry, Picked, Picker};
+use super::nodeforms;
+use super::nodes::{NodesView, Reply as NodesReply};
 use super::popup::{Answer, Confirm};
 use super::power::{self, PowerView, Reply as PowerReply};
 
@@ -40,8 +43,14 @@ pub enum Screen {
     Kernels(Result<Vec<KernelInfo>, String>),
     Bootset(Result<Vec<StatusLine>, String>),
     Power(PowerView),
+    Nodes(Box<NodesView>),
+    Maint(MaintState),
     Job(Job),
 }
+
+/// Runs a foreground command with the real terminal (`run` sets the one that suspends
+/// the UI; tests keep the default, which refuses).
+pub type Suspender = Box<dyn FnMut(&Foreground) -> Result<String, String>>;
 
 /// How long a signal waits for a running job to stop before the UI exits anyway.
 const TERMINATE_GRACE: Duration = Duration::from_secs(10);
@@ -62,6 +71,9 @@ pub struct App {
     last_refresh: Instant,
     /// Key events handled so far (tests wait on it).
     pub keys_seen: usize,
+    /// A foreground command to run once the current events are handled.
+    pub(super) foreground: Option<Foreground>,
+    pub(super) suspender: Suspender,
 }
 
 impl App {
@@ -81,6 +93,8 @@ impl App {
             terminating: None,
             last_refresh: Instant::now(),
             keys_seen: 0,
+            foreground: None,
+            suspender: Box::new(|_| Err("no terminal to hand over".into())),
         }
     }
 
@@ -171,6 +185,13 @@ impl App {
                 }
                 if !self.job_running() && self.last_refresh.elapsed() > REFRESH_EVERY {
                     self.refresh();
+                }
+                // The discovery list is live: re-read while the Nodes screen is on top.
+                let ctx = self.ctx();
+                if let Some(Screen::Nodes(v)) = self.stack.last_mut() {
+                    if v.due() && v.detail.is_none() && self.popup.is_none() {
+                        v.reload(&ctx);
+                    }
                 }
             }
             Event::Progress {
@@ -376,20 +397,28 @@ impl App {
                 let set = v.set.clone();
                 self.on_power(reply, set);
             }
+            Screen::Nodes(v) => {
+                let reply = v.on_key(k);
+                self.on_nodes(reply);
+            }
+            Screen::Maint(m) => {
+                let reply = m.on_key(k);
+                self.on_maint(reply);
+            }
             Screen::Form(fs) => match fs.on_key(k) {
                 FormOutcome::Back => self.pop(),
                 FormOutcome::Submit(a) => self.perform(a),
                 FormOutcome::None => {}
             },
-            Screen::Job(j) => {
-                if j.running() {
-                    if k.code == KeyCode::Esc {
-                        self.ask_cancel();
-                    }
-                } else if matches!(k.code, KeyCode::Esc | KeyCode::Enter) {
-                    self.leave_job();
-                }
-            }
+            Screen::Job(j) => match k.code {
+                KeyCode::Up => j.scroll_by(1),
+                KeyCode::Down => j.scroll_by(-1),
+                KeyCode::PageUp => j.scroll_by(10),
+                KeyCode::PageDown => j.scroll_by(-10),
+                KeyCode::Esc if j.running() => self.ask_cancel(),
+                KeyCode::Esc | KeyCode::Enter if !j.running() => self.leave_job(),
+                _ => {}
+            },
         }
     }
 
@@ -433,6 +462,143 @@ impl App {
                 let v = PowerView::new(&self.cfg);
                 self.push(Screen::Power(v));
             }
+            Entry::Nodes => {
+                let v = NodesView::new(&self.ctx());
+                self.push(Screen::Nodes(Box::new(v)));
+            }
+            Entry::Maintenance => self.push(Screen::Maint(MaintState::default())),
+        }
+    }
+
+    /// A verb of the maintenance screen: its form, the image picker, or (when the CLI
+    /// asks nothing either) its job at once.
+    fn on_maint(&mut self, reply: MaintReply) {
+        let replicas: Vec<String> = self.cfg.replicas.iter().map(|r| r.name.clone()).collect();
+        match reply {
+            MaintReply::None => {}
+            MaintReply::Back => self.pop(),
+            MaintReply::Open(e) => match e {
+                _ if maint::immediate(e).is_some() => {
+                    if let Some(request) = maint::immediate(e) {
+                        self.perform(Action::Ask {
+                            request,
+                            preview: false,
+                        });
+                    }
+                }
+                maint::Entry::Gc => self.push(Screen::Form(FormState::new(forms::gc()))),
+                maint::Entry::Rebuild => {
+                    self.push(Screen::Images(ImagesState::new(Purpose::Rebuild, None)))
+                }
+                maint::Entry::Diff => {
+                    self.push(Screen::Images(ImagesState::new(Purpose::Diff, None)))
+                }
+                maint::Entry::Replicate => {
+                    self.push(Screen::Form(FormState::new(forms::replicate(&replicas))))
+                }
+                maint::Entry::ExportsFor if replicas.is_empty() => self.error(
+                    "no replicas in the configuration (replicas:): nothing to write exports for",
+                ),
+                maint::Entry::ExportsFor => self.push(Screen::Form(FormState::new(
+                    forms::nfs_exports_for(replicas),
+                ))),
+                maint::Entry::Exports | maint::Entry::Recover => {}
+            },
+        }
+    }
+
+    /// A key of the Nodes screen: the detail popup, a form, a confirmation, back.
+    fn on_nodes(&mut self, reply: NodesReply) {
+        let inv = || ops::query::inventory(&self.cfg).ok();
+        match reply {
+            NodesReply::None => {}
+            NodesReply::Back => self.pop(),
+            NodesReply::Error(e) => self.error(e),
+            NodesReply::Detail(n) => {
+                let d = ops::nodes::show(&self.ctx(), &n).map_err(|e| ops::error_line(&e));
+                if let Some(Screen::Nodes(v)) = self.stack.last_mut() {
+                    v.detail = Some(Box::new(d));
+                }
+            }
+            NodesReply::Add => self.push(Screen::Form(FormState::new(nodeforms::nodes_add()))),
+            NodesReply::Set(n) => {
+                let spec = nodeforms::nodes_set(&n, inv());
+                self.push(Screen::Form(FormState::new(spec)));
+            }
+            NodesReply::HostKeys(n) => {
+                let spec = nodeforms::host_keys(&n, inv());
+                self.push(Screen::Form(FormState::new(spec)));
+            }
+            NodesReply::Import => {
+                self.push(Screen::Form(FormState::new(nodeforms::nodes_import())))
+            }
+            NodesReply::Bootset(n) => {
+                let images = self.status.images.iter().map(|i| i.name.clone()).collect();
+                let spec = nodeforms::bootset(&n, images, inv());
+                self.push(Screen::Form(FormState::new(spec)));
+            }
+            NodesReply::Remove(n) => {
+                let req = ops::Request::NodesRemove { nodeset: n.clone() };
+                let what = match req.confirmation(&self.ctx()) {
+                    Ok(q) => q.unwrap_or_default(),
+                    Err(e) => return self.error(ops::error_line(&e)),
+                };
+                self.popup = Some(Confirm {
+                    title: format!("Remove node {n}?"),
+                    lines: vec![
+                        format!("This will {what}."),
+                        "Its hardware facts go with it; its boot assignment stays until `bootset`."
+                            .into(),
+                    ],
+                    yes: "remove it".into(),
+                    no: "keep it".into(),
+                    action: Action::Run(req),
+                });
+            }
+            NodesReply::Accept(mac) => {
+                let pending = match self.stack.last() {
+                    Some(Screen::Nodes(v)) => v.pending(),
+                    _ => Vec::new(),
+                };
+                let spec = nodeforms::discovery_accept(pending, &mac);
+                self.push(Screen::Form(FormState::new(spec)));
+            }
+            NodesReply::ToggleDiscovery(true) => {
+                self.popup = Some(Confirm {
+                    title: "Stop discovery?".into(),
+                    lines: vec![
+                        "Unknown machines asking for a boot script get none again; pending ones stay listed for accept.".into(),
+                    ],
+                    yes: "stop it".into(),
+                    no: "leave it on".into(),
+                    action: Action::Run(ops::Request::DiscoveryStop),
+                });
+            }
+            NodesReply::ToggleDiscovery(false) => {
+                self.push(Screen::Form(FormState::new(nodeforms::discovery_start())))
+            }
+        }
+    }
+
+    /// The foreground command asked for, if any (the event loop runs it).
+    pub(super) fn take_foreground(&mut self) -> Option<Foreground> {
+        self.foreground.take()
+    }
+
+    /// Runs the foreground command through the suspender and shows its outcome.
+    pub(super) fn run_foreground(&mut self, fg: Foreground) {
+        let r = (self.suspender)(&fg);
+        // Back to the images view with the image selected, whatever screen asked.
+        while matches!(self.stack.last(), Some(Screen::Form(_))) && self.stack.len() > 1 {
+            self.stack.pop();
+        }
+        self.refresh();
+        match r {
+            Ok(m) => self.info(m),
+            Err(e) => self.error(e),
+        }
+        if let Some(Screen::Images(st)) = self.stack.last_mut() {
+            st.selected = Some(fg.image().to_string());
         }
     }
 
@@ -483,6 +649,11 @@ impl App {
                 name: n,
                 discard: false,
             })),
+            Purpose::Shell => self.perform(Action::Foreground(Foreground::Shell { name: n })),
+            Purpose::Exec => self.push(Screen::Form(FormState::new(nodeforms::exec(&n)))),
+            Purpose::Ansible => self.push(Screen::Form(FormState::new(nodeforms::ansible(&n)))),
+            Purpose::Rebuild => self.push(Screen::Form(FormState::new(forms::rebuild(&n)))),
+            Purpose::Diff => self.push(Screen::Form(FormState::new(forms::diff(&n)))),
             Purpose::Kernel => {
                 let versions: Vec<String> = match ops::kernels(&self.ctx()) {
                     Ok(k) => k.into_iter().map(|k| k.version).collect(),
@@ -607,11 +778,31 @@ impl App {
             }
             (Some(Ok(m)), After::Back) => {
                 let m = m.clone();
+                // A form of the Nodes, maintenance or images screen did its work: back
+                // to that screen (the Nodes list re-read).
+                let len = self.stack.len();
+                if len >= 2
+                    && matches!(self.stack.last(), Some(Screen::Form(_)))
+                    && matches!(
+                        self.stack.get(len - 2),
+                        Some(Screen::Nodes(_) | Screen::Maint(_) | Screen::Images(_))
+                    )
+                {
+                    self.stack.pop();
+                }
+                let ctx = self.ctx();
+                if let Some(Screen::Nodes(v)) = self.stack.last_mut() {
+                    v.reload(&ctx);
+                }
                 self.refresh();
                 self.info(m);
             }
             (Some(Err(e)), _) => {
                 let e = e.clone();
+                let ctx = self.ctx();
+                if let Some(Screen::Nodes(v)) = self.stack.last_mut() {
+                    v.reload(&ctx);
+                }
                 self.refresh();
                 self.error(e);
             }
@@ -628,7 +819,7 @@ impl App {
         match top {
             Screen::Menu(_) => (
                 "Diskless image management".into(),
-                "1-10 or ↑↓ select · Enter open · Ctrl-C exit",
+                "1-10, n b p m or ↑↓ select · Enter open · Ctrl-C exit",
             ),
             Screen::Modules(..) => (
                 "Modules".into(),
@@ -650,6 +841,8 @@ impl App {
             Screen::Kernels(_) => ("Kernels".into(), "Esc back"),
             Screen::Bootset(_) => ("Boot status of nodes".into(), "Esc back"),
             Screen::Power(v) => ("Power and boot device of nodes".into(), v.help()),
+            Screen::Nodes(v) => ("Nodes".into(), v.help()),
+            Screen::Maint(_) => ("Maintenance".into(), maint::HELP),
             Screen::Job(j) => (j.title.clone(), j.help()),
         }
     }
@@ -686,6 +879,8 @@ impl App {
                 bootset::render(f, body, s, &self.cfg.nodes_file.display().to_string())
             }
             Some(Screen::Power(v)) => v.render(f, body),
+            Some(Screen::Nodes(v)) => v.render(f, body, &self.cfg.nodes_file.display().to_string()),
+            Some(Screen::Maint(m)) => m.render(f, body),
             Some(Screen::Job(j)) => j.render(f, body),
             None => {}
         }

@@ -35,7 +35,12 @@ pub fn draw(
         Some(_) => 1,
         None => 0,
     };
-    let help_h = if help.chars().count() + 1 > area.width as usize {
+    // Two lines when it does not fit one; three for the longest (the images view's keys
+    // on 80 columns).
+    let help_len = help.chars().count() + 1;
+    let help_h = if help_len > 2 * area.width as usize {
+        3
+    } else if help_len > area.width as usize {
         2
     } else {
         1

@@ -268,6 +268,12 @@ fn build_fields_tail() -> Vec<FieldSpec> {
             .help("A public key file for /root/.ssh/authorized_keys. Empty: none."),
         FieldSpec::text("packages", "Extra packages", packages)
             .help("Comma-separated package names, added to the type's list."),
+        choice(
+            "transient",
+            "Transient",
+            &["no", "yes"],
+            "yes: a per-host image (--transient): gc removes it once no node is assigned to it nor booted it lately.",
+        ),
     ]
 }
 
@@ -296,12 +302,19 @@ fn build_options(v: &Values) -> Result<BuildOptions, String> {
         mirror: None,
         from: None,
         kernel_from: None,
+        repro: Default::default(),
+        transient: v.get("transient") == "yes",
     })
 }
 
 fn build_recap(what: &str, v: &Values) -> String {
     format!(
-        "Create {what} {} ({} {}, {} type",
+        "Create {}{what} {} ({} {}, {} type",
+        if v.get("transient") == "yes" {
+            "transient "
+        } else {
+            ""
+        },
         v.get("name"),
         v.get("distro"),
         Some(v.get("release"))
@@ -582,6 +595,215 @@ pub fn bootset_reboot(set: &str, images: Vec<String>, inv: Option<Inventory>) ->
                     interval_secs: v.get("interval").parse().unwrap_or(0),
                 },
                 options: ops::BmcOptions::default(),
+            })
+        },
+    }
+}
+
+fn age(s: &str) -> Result<(), String> {
+    match s.trim() {
+        "" => Ok(()),
+        a => ops::gc::parse_age(a).map(|_| ()).map_err(|e| e.to_string()),
+    }
+}
+
+/// `gc [--older-than AGE]`: the popup lists what its dry run would remove (and what it
+/// keeps, and why) before asking.
+pub fn gc() -> FormSpec {
+    FormSpec {
+        title: "Collect transient images and surplus generations".into(),
+        recap: |v| {
+            let within = match v.get("older").trim() {
+                "" => "the configured gc_keep_booted_days".to_string(),
+                a => a.to_string(),
+            };
+            format!(
+                "Collect garbage: keep what a node booted (or a transient image changed) within {within}; a dry run lists what goes, then you confirm"
+            )
+        },
+        fields: vec![FieldSpec::text("older", "Older than", age).help(
+            "7d, 12h, 30m, 45s or 0 (--older-than). Empty: the config's gc_keep_booted_days.",
+        )],
+        submit: |v| {
+            let older_than = match v.get("older").trim() {
+                "" => None,
+                a => match ops::gc::parse_age(a) {
+                    Ok(d) => Some(d),
+                    Err(e) => return Action::Invalid(e.to_string()),
+                },
+            };
+            Action::Ask {
+                request: Request::Gc(ops::gc::GcOptions { older_than }),
+                preview: true,
+            }
+        },
+    }
+}
+
+fn optional_image_name(s: &str) -> Result<(), String> {
+    if s.trim().is_empty() {
+        Ok(())
+    } else {
+        image_name(s.trim())
+    }
+}
+
+fn optional_epoch(s: &str) -> Result<(), String> {
+    if s.trim().is_empty() || s.trim().parse::<u64>().is_ok() {
+        Ok(())
+    } else {
+        Err("whole seconds since 1970 (empty: the recorded SOURCE_DATE_EPOCH)".into())
+    }
+}
+
+/// `rebuild NAME [--as NEW] [--source-date-epoch N]`: the report (bit-identical or what
+/// differs) goes to the job's output pane.
+pub fn rebuild(name: &str) -> FormSpec {
+    FormSpec {
+        title: format!("Rebuild image {name}"),
+        recap: |v| {
+            let new = match v.get("as").trim() {
+                "" => ops::rebuild_default_name(v.get("name")),
+                n => n.to_string(),
+            };
+            let epoch = match v.get("epoch").trim() {
+                "" => "its recorded SOURCE_DATE_EPOCH".to_string(),
+                e => format!("SOURCE_DATE_EPOCH={e}"),
+            };
+            format!(
+                "Rebuild image {} as {new} from its build record at {epoch}, and compare it with generation 1",
+                v.get("name")
+            )
+        },
+        fields: vec![
+            FieldSpec::text("as", "New image name", optional_image_name)
+                .help("--as. Empty: NAME-rebuild."),
+            FieldSpec::text("epoch", "SOURCE_DATE_EPOCH", optional_epoch).help(
+                "--source-date-epoch. Empty: the recorded one (another one differs in timestamps only).",
+            ),
+            fixed("name", "Image", name, ""),
+        ],
+        submit: |v| {
+            Action::Run(Request::Rebuild {
+                name: v.get("name").to_string(),
+                as_name: Some(v.get("as").trim())
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+                epoch: v.get("epoch").trim().parse().ok(),
+            })
+        },
+    }
+}
+
+/// NAME or NAME@GENERATION: the name is checked as typed, the generation by the core.
+fn image_spec(s: &str) -> Result<(), String> {
+    let name = s.rsplit_once('@').map_or(s, |(n, _)| n);
+    image_name(name)
+}
+
+/// `diff A B`: two livenet images or generations (NAME@3); the report goes to the
+/// job's output pane.
+pub fn diff(a: &str) -> FormSpec {
+    FormSpec {
+        title: "Compare two images or generations".into(),
+        recap: |v| {
+            format!(
+                "Compare {} with {}: packages and files added, removed, changed",
+                v.get("a"),
+                v.get("b")
+            )
+        },
+        fields: vec![
+            FieldSpec::text("a", "First", image_spec)
+                .default(a)
+                .help("An image (its current generation) or NAME@N (a kept generation)."),
+            FieldSpec::text("b", "Second", image_spec).help(
+                "An image or NAME@N: e.g. the same image at another generation, or NAME-rebuild.",
+            ),
+        ],
+        submit: |v| Action::Diff {
+            a: v.get("a").to_string(),
+            b: v.get("b").to_string(),
+        },
+    }
+}
+
+fn names(s: &str) -> Vec<String> {
+    s.split([',', ' '])
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `replicate [NAME...]`: the names typed (empty: every replica of the config).
+pub fn replicate(configured: &[String]) -> FormSpec {
+    let known = if configured.is_empty() {
+        "(none in the config)".to_string()
+    } else {
+        configured.join(", ")
+    };
+    FormSpec {
+        title: "Push the boot tree to the replicas".into(),
+        recap: |v| {
+            match names(v.get("names")).as_slice() {
+            [] => "Push the boot tree to every replica (rsync; each switches to the new copy in one step)".into(),
+            n => format!(
+                "Push the boot tree to {} (rsync; each switches to the new copy in one step)",
+                n.join(", ")
+            ),
+        }
+        },
+        fields: vec![
+            FieldSpec::text("names", "Replicas", anything)
+                .help("Names from the config's replicas:, comma-separated. Empty: all of them."),
+            fixed(
+                "known",
+                "Configured",
+                &known,
+                "The replicas the config names.",
+            ),
+        ],
+        submit: |v| {
+            Action::Run(Request::Replicate {
+                names: names(v.get("names")),
+            })
+        },
+    }
+}
+
+/// `nfs exports --for REPLICA [--output FILE]`: the exports file that replica needs.
+pub fn nfs_exports_for(replicas: Vec<String>) -> FormSpec {
+    let default = replicas.first().cloned().unwrap_or_default();
+    FormSpec {
+        title: "Write the NFS exports of a replica".into(),
+        recap: |v| {
+            let to = match v.get("output").trim() {
+                "" => "STATE_DIR/replicas/".to_string() + v.get("replica") + ".exports",
+                o => o.to_string(),
+            };
+            format!(
+                "Write the exports replica {} needs to {to} (nothing is reloaded)",
+                v.get("replica")
+            )
+        },
+        fields: vec![
+            FieldSpec {
+                key: "replica",
+                label: "Replica",
+                kind: FieldKind::Choice(replicas),
+                default,
+                help: "←→ to choose among the config's replicas (--for).",
+            },
+            FieldSpec::text("output", "Output file", anything)
+                .help("--output. Empty: STATE_DIR/replicas/REPLICA.exports."),
+        ],
+        submit: |v| {
+            Action::Run(Request::NfsExportsFor {
+                replica: v.get("replica").to_string(),
+                output: Some(v.get("output").trim())
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from),
             })
         },
     }

@@ -24,6 +24,13 @@ pub enum Purpose {
     Rollback,
     Kernel,
     Initramfs,
+    /// `shell NAME`, `exec NAME -- CMD`, `ansible NAME PLAYBOOK`: the UI is suspended.
+    Shell,
+    Exec,
+    Ansible,
+    /// `rebuild NAME`, `diff NAME B`: forms with the image filled in.
+    Rebuild,
+    Diff,
 }
 
 impl Purpose {
@@ -39,6 +46,11 @@ impl Purpose {
             Purpose::Rollback => "Roll an image back one generation: pick it",
             Purpose::Kernel => "Manage the kernel of an image: pick it",
             Purpose::Initramfs => "Generate the initramfs of an image: pick it",
+            Purpose::Shell => "Open a shell in an image: pick it",
+            Purpose::Exec => "Run a command in an image: pick it",
+            Purpose::Ansible => "Run a playbook in an image: pick it",
+            Purpose::Rebuild => "Rebuild an image from its record: pick it",
+            Purpose::Diff => "Compare an image with another: pick the first",
         }
     }
 
@@ -123,6 +135,11 @@ impl ImagesState {
                         'o' => Purpose::Rollback,
                         'k' => Purpose::Kernel,
                         'i' => Purpose::Initramfs,
+                        'h' => Purpose::Shell,
+                        'e' => Purpose::Exec,
+                        'a' => Purpose::Ansible,
+                        'b' => Purpose::Rebuild,
+                        'd' => Purpose::Diff,
                         _ => return Request::None,
                     };
                     return Request::Act(p, n);
@@ -135,7 +152,7 @@ impl ImagesState {
 
     pub fn help(&self) -> &'static str {
         match self.purpose {
-            Purpose::Browse => "↑↓ · Enter details · r remove · c clone · x clear · m mount · u unmount · s resize · o rollback · k kernel · i initramfs · Esc back",
+            Purpose::Browse => "↑↓ · Enter details · r remove · c clone · x clear · m/u mount/unmount · s resize · o rollback · k kernel · i initramfs · h shell · e exec · a ansible · b rebuild · d diff · Esc back",
             Purpose::Remove | Purpose::Clear | Purpose::Rollback => {
                 "↑↓ select · Enter (asks first) · Esc back"
             }

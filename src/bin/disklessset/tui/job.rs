@@ -1,6 +1,8 @@
-//! Long operations: a worker thread runs one core request (`ops::run`) with a `Ctx` whose progress
-//! and command output feed the event channel; the screen shows a gauge, the elapsed time
-//! and the live log. Cancelling sets the runner's cancel flag (after a confirmation).
+//! Long operations: a worker thread runs one core request (`ops::run`, or the `diff`
+//! query) with a `Ctx` whose progress and command output feed the event channel; the
+//! screen shows a gauge, the elapsed time and the live log, where a report of several
+//! lines (rebuild, gc, diff, secrets) lands when the job ends. Cancelling sets the
+//! runner's cancel flag (after a confirmation).
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
@@ -18,6 +20,60 @@ use disklessset::ops::{self, Config, Ctx, Progress, ProgressEvent, Request, Runn
 use super::{logsink, Event};
 
 const MAX_LOG: usize = 1000;
+/// Past this many log lines the help mentions scrolling.
+const SCROLL_HINT: usize = 12;
+
+/// What a job performs: a core request exactly as the CLI's subcommand does
+/// (`ops::run`), or `diff A B` (`ops::diff`, the CLI's query).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    Run(Request),
+    Diff { a: String, b: String },
+}
+
+/// What a finished job says: the sentence of the status line, the report lines for the
+/// output pane (a report of one line is the sentence alone), and the failure.
+struct Done {
+    sentence: String,
+    lines: Vec<String>,
+    failure: Option<String>,
+}
+
+impl Work {
+    pub fn title(&self) -> String {
+        match self {
+            Work::Run(r) => r.title(),
+            Work::Diff { a, b } => format!("Compare {a} with {b}"),
+        }
+    }
+
+    /// The image to show afterwards (`Request::image`).
+    pub fn image(&self) -> Option<&str> {
+        match self {
+            Work::Run(r) => r.image(),
+            Work::Diff { .. } => None,
+        }
+    }
+
+    fn perform(&self, ctx: &Ctx) -> ops::Result<Done> {
+        let (sentence, lines, failure) = match self {
+            Work::Run(r) => {
+                let out = ops::run(ctx, r)?;
+                (out.sentence(), out.lines, out.failure)
+            }
+            Work::Diff { a, b } => {
+                let lines = ops::diff(ctx, a, b)?.lines();
+                let first = lines.first().cloned().unwrap_or_default();
+                (first, lines, None)
+            }
+        };
+        Ok(Done {
+            sentence,
+            lines: if lines.len() > 1 { lines } else { Vec::new() },
+            failure,
+        })
+    }
+}
 
 /// Where to go once a successful job is acknowledged.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +95,8 @@ pub struct Job {
     pub cancel_requested: bool,
     pub outcome: Option<Result<String, String>>,
     pub after: After,
+    /// Log lines scrolled away from the bottom (↑↓ PgUp PgDn).
+    pub scroll: usize,
 }
 
 impl Job {
@@ -50,7 +108,7 @@ impl Job {
         cfg: &Config,
         dry_run: bool,
         tx: &Sender<Event>,
-        request: Request,
+        work: Work,
     ) -> Job {
         let out_tx = tx.clone();
         let runner = Runner::new(dry_run).with_sink(Arc::new(move |line: &str| {
@@ -81,12 +139,20 @@ impl Job {
             .name(format!("tui-job-{id}"))
             .spawn(move || {
                 logsink::attach(done_tx.clone(), id);
-                let r = std::panic::catch_unwind(AssertUnwindSafe(|| ops::run(&ctx, &request)));
+                let r = std::panic::catch_unwind(AssertUnwindSafe(|| work.perform(&ctx)));
+                if let Ok(Ok(done)) = &r {
+                    for line in &done.lines {
+                        let _ = done_tx.send(Event::Log {
+                            job: id,
+                            line: line.clone(),
+                        });
+                    }
+                }
                 let (result, panicked) = match r {
                     Ok(Ok(out)) => match &out.failure {
                         // Some nodes failed: their lines are in the sentence.
-                        Some(f) => (Err(format!("{}; {f}", out.sentence())), false),
-                        None => (Ok(out.sentence()), false),
+                        Some(f) => (Err(format!("{}; {f}", out.sentence)), false),
+                        None => (Ok(out.sentence), false),
                     },
                     Ok(Err(e)) => (Err(ops::error_line(&e)), false),
                     Err(_) => (Err("internal error (see the log file)".to_string()), true),
@@ -116,6 +182,7 @@ impl Job {
             cancel_requested: false,
             outcome: None,
             after,
+            scroll: 0,
         };
         if let Err(e) = spawned {
             job.finish(Err(format!("cannot start a worker thread: {e}")));
@@ -152,9 +219,17 @@ impl Job {
     pub fn help(&self) -> &'static str {
         if self.running() {
             "Esc / Ctrl-C: cancel the job (asks first)"
+        } else if self.log.len() > SCROLL_HINT {
+            "Enter / Esc: continue · ↑↓ PgUp PgDn: scroll the log"
         } else {
             "Enter / Esc: continue"
         }
+    }
+
+    /// Scrolls the log: positive is up (older lines).
+    pub fn scroll_by(&mut self, lines: isize) {
+        let max = self.log.len().saturating_sub(1);
+        self.scroll = self.scroll.saturating_add_signed(lines).min(max);
     }
 
     pub fn render(&self, f: &mut Frame, area: Rect) {
@@ -211,8 +286,13 @@ impl Job {
         );
         let block = Block::default().borders(Borders::TOP).title(" log ");
         let inner_h = log.height.saturating_sub(1) as usize;
-        let start = self.log.len().saturating_sub(inner_h);
-        let lines: Vec<Line> = self.log[start..]
+        let end = self
+            .log
+            .len()
+            .saturating_sub(self.scroll)
+            .max(inner_h.min(self.log.len()));
+        let start = end.saturating_sub(inner_h);
+        let lines: Vec<Line> = self.log[start..end]
             .iter()
             .map(|l| Line::raw(l.clone()))
             .collect();

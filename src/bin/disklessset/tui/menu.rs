@@ -1,5 +1,5 @@
-//! The main menu: the reference's ten numbered actions (plus the bootset status view and
-//! the power view).
+//! The main menu: the reference's ten numbered actions (plus the nodes, bootset status,
+//! power and maintenance screens, on letters).
 //! Digits or arrows select, Enter opens. Entries whose core operation is not in this
 //! build are shown, dimmed and marked, and say so when opened: never a fake screen.
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
@@ -21,6 +21,8 @@ pub enum Entry {
     Initramfs,
     Bootset,
     Power,
+    Nodes,
+    Maintenance,
     Clear,
     Exit,
 }
@@ -95,6 +97,13 @@ pub const ITEMS: &[Item] = &[
         heading: None,
     },
     Item {
+        key: "n",
+        label: "Nodes: inventory, hardware facts, discovery",
+        entry: Entry::Nodes,
+        missing: None,
+        heading: None,
+    },
+    Item {
         key: "b",
         label: "Boot status of nodes (bootset -s)",
         entry: Entry::Bootset,
@@ -105,6 +114,13 @@ pub const ITEMS: &[Item] = &[
         key: "p",
         label: "Power and boot device of nodes (BMC)",
         entry: Entry::Power,
+        missing: None,
+        heading: None,
+    },
+    Item {
+        key: "m",
+        label: "Maintenance: gc, rebuild, diff, replicate, exports, recover",
+        entry: Entry::Maintenance,
         missing: None,
         heading: None,
     },
@@ -157,7 +173,7 @@ impl MenuState {
                     self.typed.clear();
                 }
             }
-            KeyCode::Char(c @ ('b' | 'p')) => {
+            KeyCode::Char(c @ ('b' | 'p' | 'n' | 'm')) => {
                 self.typed.clear();
                 let key = c.to_string();
                 if let Some(pos) = ITEMS.iter().position(|i| i.key == key) {

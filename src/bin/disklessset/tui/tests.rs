@@ -465,7 +465,7 @@ fn livenet_create_form_validates_and_recaps_and_cancelling_creates_nothing() {
     let key = h.dir.path().join("id.pub");
     std::fs::write(&key, "ssh-ed25519 AAAA test\n").expect("key");
     h.keys(&format!(
-        "<C-u>lv1<Tab><Tab><Tab><Tab><Tab><Tab><Tab><C-u>secret<Tab><C-u>{}<Tab><C-u>vim, curl,htop<Tab><Right>",
+        "<C-u>lv1<Tab><Tab><Tab><Tab><Tab><Tab><Tab><C-u>secret<Tab><C-u>{}<Tab><C-u>vim, curl,htop<Tab><Tab><Right>",
         key.display()
     ));
     h.snap("livenet_create_form_valid");
@@ -494,7 +494,7 @@ fn livenet_create_submit_carries_only_the_password_hash() {
     let mut s = FormState::new(super::forms::livenet_create());
     let mut out = None;
     for k in parse(
-        "lv1<Tab><Tab><Tab><Tab><Tab><Tab>secret<Tab>secret<Enter><Enter><Enter><Enter><Enter>",
+        "lv1<Tab><Tab><Tab><Tab><Tab><Tab>secret<Tab>secret<Enter><Enter><Enter><Enter><Enter><Enter>",
     ) {
         if let FormOutcome::Submit(a) = s.on_key(k) {
             out = Some(a);
@@ -572,7 +572,7 @@ fn bootset_status_and_images_nodes_column() {
 fn livenet_create_job_shows_the_core_refusal() {
     // A size with the native layout: the core refuses it before building anything.
     let mut h = Harness::new();
-    h.keys("1<Enter>2<Enter>1<Enter>lv2<Tab><Tab><Tab><Tab><Tab>1G<Tab>pw<Tab>pw<Tab><Tab><Tab><Enter>");
+    h.keys("1<Enter>2<Enter>1<Enter>lv2<Tab><Tab><Tab><Tab><Tab>1G<Tab>pw<Tab>pw<Tab><Tab><Tab><Tab><Enter>");
     h.snap("livenet_create_recap_native_with_size");
     h.keys("<Enter>");
     h.snap("livenet_create_refused_by_the_core");
@@ -594,7 +594,7 @@ fn nfs_staging_create_form_validates_and_recaps_and_cancelling_creates_nothing()
         key.display()
     ));
     h.snap("nfs_staging_create_form_valid");
-    h.keys("<Enter>");
+    h.keys("<Enter><Enter>");
     h.snap("nfs_staging_create_recap");
     assert!(
         !h.screen().contains("secret"),
@@ -741,4 +741,516 @@ fn power_view_reads_the_status_and_confirms_naming_the_nodes() {
         "{}",
         h.screen()
     );
+}
+
+/// Four nodes in the four states (registered, assigned, booted, discovered with facts),
+/// discovery on with one machine named and one pending.
+fn seed_nodes(h: &Harness) {
+    use disklessset::ops::{bootset_assign as assign, Assign, BootType, NetMode};
+    std::fs::write(
+        &h.cfg.nodes_file,
+        "c01: {mac: '52:54:00:00:00:01', ip: 10.0.0.1, groups: [compute]}\n\
+         c02: {mac: '52:54:00:00:00:02', ip: 10.0.0.2, groups: [compute, gpu]}\n\
+         c03: {groups: [compute]}\n\
+         d01: {mac: '52:54:00:aa:00:01', vars: {rack: r12}}\n",
+    )
+    .expect("nodes.yml");
+    let ctx = disklessset::ops::Ctx::new(h.cfg.clone(), disklessset::ops::Runner::new(false));
+    for (set, bt) in [("c01", BootType::Next), ("c02", BootType::Disk)] {
+        assign(
+            &ctx,
+            &Assign {
+                nodeset: set.into(),
+                boot_type: bt,
+                image: None,
+                extra: None,
+                net: NetMode::Default,
+                wipe: false,
+                once: false,
+            },
+        )
+        .expect("bootset");
+    }
+    let state = &h.cfg.state_dir;
+    std::fs::create_dir_all(state.join("nodes")).expect("seen dir");
+    std::fs::write(
+        state.join("nodes/c02.json"),
+        r#"{"script_at": 1764700000, "script_boot_type": "disk", "booted_at": 1764700060}"#,
+    )
+    .expect("seen");
+    let facts = r#"{"reported_at": 1764690000, "macs": ["52:54:00:aa:00:01", "52:54:00:aa:00:11"],
+        "arch": "x86_64", "cpu_model": "QEMU Virtual CPU version 2.5+", "cpus": 4,
+        "memory_mib": 4096, "disks": [{"name": "vda", "size_bytes": 8589934592, "model": "QEMU HARDDISK"}],
+        "vendor": "QEMU", "product": "Standard PC (Q35 + ICH9, 2009)", "serial": "S123",
+        "uuid": "0f8a1c2e-0000-4000-8000-000000000001"}"#;
+    std::fs::create_dir_all(state.join("facts")).expect("facts dir");
+    std::fs::write(state.join("facts/d01.json"), facts).expect("facts");
+    let discovery = format!(
+        r#"{{"on": true, "pool": "d[01-04]", "policy": "manual", "started_at": 1764680000,
+        "machines": [
+          {{"mac": "52:54:00:aa:00:01", "facts": {facts}, "reported_at": 1764690000, "name": "d01"}},
+          {{"mac": "52:54:00:aa:00:02", "facts": {{"macs": ["52:54:00:aa:00:02"], "arch": "x86_64",
+            "cpus": 2, "memory_mib": 2048, "disks": [{{"name": "vda", "size_bytes": 4294967296}}]}},
+            "reported_at": 1764690100, "name": null}}
+        ]}}"#
+    );
+    std::fs::write(state.join("discovery.json"), discovery).expect("discovery.json");
+}
+
+#[test]
+fn nodes_screen_lists_states_shows_facts_and_edits_through_the_core() {
+    let mut h = Harness::new();
+    h.keys("n<Enter>");
+    h.snap("nodes_empty");
+    h.keys("<Esc>");
+    seed_nodes(&h);
+    h.keys("n<Enter>");
+    h.snap("nodes_list");
+    // d01: its variables and hardware facts.
+    h.keys("<Down><Down><Down><Enter>");
+    h.snap("nodes_facts");
+    // A small terminal scrolls the popup down to the last facts.
+    h.keys("<Down><Down><Down><Down><Down><Down><Down><Down><Down>");
+    h.draw(80, 24);
+    insta::assert_snapshot!("nodes_facts_scrolled@80x24", h.screen());
+    h.keys("<Esc><Tab><Down>");
+    h.snap("nodes_discovery_focus");
+    // Accept the pending machine as d02 (`discovery accept`).
+    h.keys("<Enter><Down>d02<Enter>");
+    h.snap("nodes_accept_recap");
+    h.keys("<Enter>");
+    assert!(!h.app.job_running());
+    h.keys("<Enter>");
+    let inv = disklessset::ops::query::inventory(&h.cfg).expect("inventory");
+    assert_eq!(
+        inv.nodes.get("d02").and_then(|n| n.mac.clone()).as_deref(),
+        Some("52:54:00:aa:00:02")
+    );
+    // Remove c03 (asks first, naming the file).
+    h.keys("<Tab><Up>r");
+    h.snap("nodes_remove_confirm");
+    h.keys("y");
+    h.keys("<Enter>");
+    let inv = disklessset::ops::query::inventory(&h.cfg).expect("inventory");
+    assert!(!inv.nodes.contains_key("c03"), "{:?}", inv.nodes.keys());
+    // Add e01 with a MAC, an IP and groups (`nodes add`); a bad MAC is refused as typed.
+    h.keys("ae01<Tab>52:54:00:zz<Tab>");
+    h.snap("nodes_add_bad_mac");
+    h.keys("<S-Tab><C-u>52:54:00:00:00:99<Tab>10.0.0.99<Tab>compute,test<Tab><Enter><Enter>");
+    h.keys("<Enter>");
+    let inv = disklessset::ops::query::inventory(&h.cfg).expect("inventory");
+    let e01 = inv.nodes.get("e01").expect("e01 added");
+    assert_eq!(e01.mac.as_deref(), Some("52:54:00:00:00:99"));
+    assert_eq!(e01.groups, vec!["compute".to_string(), "test".to_string()]);
+    h.snap("nodes_after_add");
+}
+
+#[test]
+fn nodes_bootset_and_set_forms_run_the_cli_requests() {
+    let mut h = Harness::new();
+    seed_nodes(&h);
+    // c03 (third row): bootset disk, assign only (`Request::BootsetAssign`).
+    h.keys("n<Enter><Down><Down>b<Tab><Right>");
+    h.snap("nodes_bootset_form");
+    h.keys("<Enter><Enter><Enter><Enter>");
+    h.snap("nodes_bootset_recap");
+    h.keys("<Enter>");
+    h.keys("<Enter>");
+    let ctx = disklessset::ops::Ctx::new(h.cfg.clone(), disklessset::ops::Runner::new(false));
+    let rows = disklessset::ops::nodes::list(&ctx, Some("c03")).expect("nodes list");
+    assert_eq!(rows[0].boot_type.as_deref(), Some("disk"), "{rows:?}");
+    assert_eq!(rows[0].state.as_str(), "assigned");
+    // Set c03's groups and a variable (`nodes set`); empty fields stay as they are.
+    h.keys("s<Tab><Tab><Tab>compute,big<Tab>rack=r7<Enter>");
+    h.snap("nodes_set_recap");
+    h.keys("<Enter>");
+    h.keys("<Enter>");
+    let inv = disklessset::ops::query::inventory(&h.cfg).expect("inventory");
+    let c03 = inv.nodes.get("c03").expect("c03");
+    assert_eq!(c03.groups, vec!["compute".to_string(), "big".to_string()]);
+    assert_eq!(c03.vars.get("rack").map(String::as_str), Some("r7"));
+    assert_eq!(c03.mac, None, "an empty MAC field leaves it unset");
+    h.snap("nodes_after_set");
+}
+
+#[test]
+fn exec_and_ansible_forms_hand_the_terminal_over_with_the_request() {
+    use super::action::Foreground;
+    use std::sync::{Arc, Mutex};
+    let mut h = Harness::new();
+    record(&h, "lv", "LivenetImage", "");
+    let ran: Arc<Mutex<Vec<Foreground>>> = Arc::default();
+    let seen = ran.clone();
+    h.app.suspender = Box::new(move |fg| {
+        seen.lock().expect("lock").push(fg.clone());
+        Ok(format!("ran in {}", fg.image()))
+    });
+    // h: the shell at once.
+    h.keys("2<Enter>h");
+    h.snap("images_after_shell");
+    // e: the command, split like a shell would (quotes), run by none.
+    h.keys("esh -c 'echo a b'<Enter><Enter>");
+    h.snap("exec_recap");
+    h.keys("<Enter>");
+    // a: the playbook must exist.
+    let pb = h.dir.path().join("site.yml");
+    h.keys(&format!("a{}<Tab>", pb.display()));
+    h.snap("ansible_form_missing_playbook");
+    std::fs::write(&pb, "- hosts: all\n  tasks: []\n").expect("playbook");
+    h.keys("<S-Tab><BS>l<Tab>-e x=1<Tab><Right><Enter><Enter>");
+    h.snap("ansible_recap");
+    h.keys("<Enter>");
+    let ran = ran.lock().expect("lock").clone();
+    assert_eq!(
+        ran,
+        vec![
+            Foreground::Shell { name: "lv".into() },
+            Foreground::Exec {
+                name: "lv".into(),
+                cmd: vec!["sh".into(), "-c".into(), "echo a b".into()],
+            },
+            Foreground::Ansible {
+                name: "lv".into(),
+                playbook: pb,
+                keep_on_failure: true,
+                args: vec!["-e".into(), "x=1".into()],
+            },
+        ]
+    );
+    h.snap("images_after_ansible");
+}
+
+#[test]
+fn the_discovery_list_is_live_while_discovery_is_on() {
+    let mut h = Harness::new();
+    seed_nodes(&h);
+    h.keys("n<Enter>");
+    assert!(!h.screen().contains("52:54:00:aa:00:03"));
+    // A third machine reports (the server rewrites the state file).
+    let p = h.cfg.state_dir.join("discovery.json");
+    let mut st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&p).expect("state")).expect("json");
+    st["machines"].as_array_mut().expect("machines").push(
+        serde_json::json!({"mac": "52:54:00:aa:00:03", "facts": {"cpus": 8},
+            "reported_at": 1764690200, "name": null}),
+    );
+    std::fs::write(&p, st.to_string()).expect("write state");
+    std::thread::sleep(super::nodes::RELOAD_EVERY + Duration::from_millis(100));
+    h.tx.send(Event::Tick).expect("tick");
+    h.keys("<Up>");
+    let s = h.screen();
+    assert!(s.contains("52:54:00:aa:00:03"), "{s}");
+    assert!(s.contains("2 pending"), "{s}");
+}
+
+// ---------------------------------------------------------------- round 2: the verbs
+// the CLI had and the TUI lacked (gc, rebuild, diff, replicate, nfs exports, recover,
+// secrets, nodes import, create --transient).
+
+/// The CLI's request for these arguments, as `args.rs` makes it.
+fn cli_request(args: &[&str]) -> disklessset::ops::Request {
+    use clap::Parser;
+    let cli = crate::args::Cli::try_parse_from(
+        std::iter::once("disklessset").chain(args.iter().copied()),
+    )
+    .expect("CLI arguments");
+    cli.command
+        .expect("a subcommand")
+        .request(&cli.global)
+        .expect("request")
+        .expect("a mutating command")
+}
+
+/// Types the keys into a form and returns what its submission asks for.
+fn submit(spec: super::form::FormSpec, keys: &str) -> super::action::Action {
+    use super::form::{FormOutcome, FormState};
+    let mut s = FormState::new(spec);
+    for k in parse(keys) {
+        if let FormOutcome::Submit(a) = s.on_key(k) {
+            return a;
+        }
+    }
+    panic!("the form was not submitted by {keys:?}");
+}
+
+#[test]
+fn maintenance_forms_make_the_cli_requests() {
+    use super::action::Action;
+    use super::{forms, maint, nodeforms};
+    use disklessset::ops::Request;
+    let ask = |request: Request, preview: bool| Action::Ask { request, preview };
+    // gc [--older-than AGE]: asks, with its dry-run list first.
+    assert_eq!(
+        submit(forms::gc(), "3d<Enter><Enter>"),
+        ask(cli_request(&["gc", "--older-than", "3d"]), true)
+    );
+    assert_eq!(
+        submit(forms::gc(), "<Enter><Enter>"),
+        ask(cli_request(&["gc"]), true)
+    );
+    // rebuild NAME [--as NEW] [--source-date-epoch N]
+    assert_eq!(
+        submit(forms::rebuild("a"), "<Enter><Enter><Enter><Enter>"),
+        Action::Run(cli_request(&["rebuild", "a"]))
+    );
+    assert_eq!(
+        submit(
+            forms::rebuild("a"),
+            "b2<Tab>1700000000<Enter><Enter><Enter>"
+        ),
+        Action::Run(cli_request(&[
+            "rebuild",
+            "a",
+            "--as",
+            "b2",
+            "--source-date-epoch",
+            "1700000000"
+        ]))
+    );
+    // diff A B is a query: the same two arguments.
+    let parsed = {
+        use clap::Parser;
+        crate::args::Cli::try_parse_from(["disklessset", "diff", "a@3", "a@4"])
+            .expect("diff")
+            .command
+    };
+    let Some(crate::args::Command::Diff { a, b }) = parsed else {
+        panic!("not diff");
+    };
+    assert_eq!(
+        submit(forms::diff("a@3"), "<Tab>a@4<Enter><Enter>"),
+        Action::Diff { a, b }
+    );
+    // replicate [NAME...]
+    let known = vec!["r1".to_string(), "r2".to_string()];
+    assert_eq!(
+        submit(forms::replicate(&known), "r1, r2<Enter><Enter><Enter>"),
+        Action::Run(cli_request(&["replicate", "r1", "r2"]))
+    );
+    assert_eq!(
+        submit(forms::replicate(&known), "<Enter><Enter><Enter>"),
+        Action::Run(cli_request(&["replicate"]))
+    );
+    // nfs exports --for REPLICA [--output FILE]
+    assert_eq!(
+        submit(
+            forms::nfs_exports_for(known.clone()),
+            "<Right><Tab>/tmp/r2.exports<Enter><Enter>"
+        ),
+        Action::Run(cli_request(&[
+            "nfs",
+            "exports",
+            "--for",
+            "r2",
+            "--output",
+            "/tmp/r2.exports"
+        ]))
+    );
+    assert_eq!(
+        submit(forms::nfs_exports_for(known), "<Enter><Enter><Enter>"),
+        Action::Run(cli_request(&["nfs", "exports", "--for", "r1"]))
+    );
+    // nfs exports, recover: at once, like the CLI.
+    assert_eq!(
+        maint::immediate(maint::Entry::Exports),
+        Some(cli_request(&["nfs", "exports"]))
+    );
+    assert_eq!(
+        maint::immediate(maint::Entry::Recover),
+        Some(cli_request(&["recover"]))
+    );
+    assert_eq!(maint::immediate(maint::Entry::Gc), None);
+    // secrets show|rotate NODESET (rotate asks first).
+    assert_eq!(
+        submit(nodeforms::host_keys("c01", None), "<Enter><Enter><Enter>"),
+        Action::Run(cli_request(&["secrets", "show", "c01"]))
+    );
+    assert_eq!(
+        submit(
+            nodeforms::host_keys("c01", None),
+            "<C-u>c[01-02]<Tab><Right><Enter><Enter>"
+        ),
+        ask(cli_request(&["secrets", "rotate", "c[01-02]"]), false)
+    );
+    // nodes import FILE
+    let csv = tempfile::NamedTempFile::new().expect("csv");
+    let path = csv.path().display().to_string();
+    assert_eq!(
+        submit(nodeforms::nodes_import(), &format!("{path}<Enter><Enter>")),
+        Action::Run(cli_request(&["nodes", "import", &path]))
+    );
+}
+
+#[test]
+fn create_forms_set_transient_like_the_cli_flag() {
+    use super::action::Action;
+    use super::forms;
+    use disklessset::ops::Request;
+    // livenet: name, distro, release, type, layout, size, password x2, key, packages,
+    // transient, initramfs.
+    let a = submit(
+        forms::livenet_create(),
+        "lv1<Tab><Tab><Tab><Tab><Tab><Tab>pw<Tab>pw<Tab><Tab><Tab><Right><Enter><Enter><Enter>",
+    );
+    let Action::Run(Request::LivenetCreate(mut f)) = a else {
+        panic!("not a livenet create: {a:?}");
+    };
+    assert!(f.build.transient);
+    assert!(f.build.password_hash.take().is_some());
+    assert_eq!(
+        Request::LivenetCreate(f),
+        cli_request(&[
+            "livenet",
+            "create",
+            "lv1",
+            "--type",
+            "standard",
+            "--transient"
+        ])
+    );
+    // nfs staging: name, distro, release, type, password x2, key, packages, transient.
+    let a = submit(
+        forms::nfs_staging_create(),
+        "s1<Tab><Tab><Tab><Tab>pw<Tab>pw<Tab><Tab><Tab><Right><Enter><Enter>",
+    );
+    let Action::Run(Request::NfsStagingCreate(mut o)) = a else {
+        panic!("not an nfs staging create: {a:?}");
+    };
+    assert!(o.build.transient);
+    o.build.password_hash = None;
+    assert_eq!(
+        Request::NfsStagingCreate(o),
+        cli_request(&["nfs", "staging", "create", "s1", "--transient"])
+    );
+    // Left at no: not transient, as without the flag.
+    let a = submit(
+        forms::nfs_staging_create(),
+        "s1<Tab><Tab><Tab><Tab>pw<Tab>pw<Tab><Tab><Tab><Enter><Enter>",
+    );
+    let Action::Run(Request::NfsStagingCreate(o)) = a else {
+        panic!("not an nfs staging create: {a:?}");
+    };
+    assert!(!o.build.transient);
+}
+
+#[test]
+fn maintenance_screen_gc_asks_with_its_dry_run_then_removes() {
+    let mut h = Harness::new();
+    record(&h, "keep", "LivenetImage", "");
+    record(&h, "t1", "LivenetImage", "  transient: true\n");
+    h.keys("m<Enter>");
+    h.snap("maintenance");
+    h.keys("g");
+    h.snap("gc_form");
+    h.keys("7x");
+    h.snap("gc_form_bad_age");
+    h.keys("<BS><BS>0<Enter>");
+    h.snap("gc_recap");
+    // The popup: the dry run's lines, then the CLI's question.
+    h.keys("<Enter>");
+    h.snap("gc_confirm");
+    assert!(h.image_dir("t1").exists(), "nothing removed before y");
+    h.keys("y");
+    h.snap("gc_job_done");
+    assert!(!h.image_dir("t1").exists(), "the transient image went");
+    assert!(h.image_dir("keep").exists(), "a non-transient image stays");
+    // Back on the maintenance screen; again: nothing to collect, no question asked.
+    h.keys("<Enter>");
+    assert!(h.screen().contains("Maintenance"), "{}", h.screen());
+    h.keys("g0<Enter><Enter>");
+    assert!(h.app.popup.is_none());
+    assert!(h.screen().contains("nothing to collect"), "{}", h.screen());
+}
+
+#[test]
+fn maintenance_rebuild_diff_replicate_exports_and_recover() {
+    let mut h = Harness::new();
+    record(&h, "lv", "LivenetImage", "");
+    // r: the images picker, then the rebuild form of the picked image.
+    h.keys("m<Enter>r");
+    h.snap("rebuild_pick");
+    h.keys("<Enter>");
+    h.snap("rebuild_form");
+    h.keys("lv-again<Tab>1700000000<Enter><Enter>");
+    h.snap("rebuild_recap");
+    // The core refuses (no build record) and says why.
+    h.keys("<Enter>");
+    let s = h.screen();
+    assert!(s.contains("failed"), "{s}");
+    h.keys("<Enter><Esc><Esc>");
+    // d: pick the first image, type the second; the core's answer in the job.
+    h.keys("d<Enter>");
+    h.snap("diff_form");
+    h.keys("<Tab>lv@7<Enter>");
+    h.snap("diff_recap");
+    h.keys("<Enter>");
+    let s = h.screen();
+    assert!(
+        s.contains("Compare lv with lv@7") && s.contains("failed"),
+        "{s}"
+    );
+    h.keys("<Enter><Esc><Esc>");
+    // e: replicate, the configured replicas shown (none here: the core says so).
+    h.keys("e");
+    h.snap("replicate_form");
+    h.keys("<Esc>");
+    // f: no replicas configured.
+    h.keys("f");
+    assert!(
+        h.screen().contains("no replicas in the configuration"),
+        "{}",
+        h.screen()
+    );
+    // v: recover runs at once (the CLI asks nothing either).
+    h.keys("v");
+    h.snap("recover_job_done");
+    assert!(h
+        .app
+        .job()
+        .is_some_and(|j| matches!(j.outcome, Some(Ok(_)))));
+}
+
+#[test]
+fn nodes_screen_host_keys_and_import() {
+    let mut h = Harness::new();
+    seed_nodes(&h);
+    // k: the host keys form for the selected node; show lists each node's line in the
+    // job's output pane.
+    h.keys("n<Enter>k");
+    h.snap("host_keys_form");
+    h.keys("<C-u>c[01-02]<Enter><Enter>");
+    h.keys("<Enter>");
+    h.snap("host_keys_shown");
+    let s = h.screen();
+    assert!(
+        s.contains("c01: no host keys yet") && s.contains("c02: no host keys yet"),
+        "{s}"
+    );
+    // Rotate asks first, with the CLI's sentence.
+    h.keys("<Enter>k<Tab><Right><Enter><Enter>");
+    h.snap("host_keys_rotate_confirm");
+    h.keys("y");
+    assert!(
+        h.screen().contains("no host keys to rotate"),
+        "{}",
+        h.screen()
+    );
+    h.keys("<Enter>");
+    // i: import a CSV file (`nodes import`).
+    let csv = h.dir.path().join("more.csv");
+    std::fs::write(
+        &csv,
+        "node,mac,ip,groups,bmc\nf01,52:54:00:00:0f:01,10.0.0.51,compute,\n",
+    )
+    .expect("csv");
+    h.keys("i");
+    h.snap("nodes_import_form");
+    h.keys(&format!("{}<Enter><Enter>", csv.display()));
+    h.keys("<Enter>");
+    let inv = disklessset::ops::query::inventory(&h.cfg).expect("inventory");
+    assert_eq!(
+        inv.nodes.get("f01").and_then(|n| n.mac.clone()).as_deref(),
+        Some("52:54:00:00:0f:01")
+    );
+    assert!(h.screen().contains("f01"), "{}", h.screen());
 }
