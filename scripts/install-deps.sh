@@ -30,8 +30,9 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+  # a mirror mid-sync or a dropped connection is retried, not a failed run
+  apt-get -o Acquire::Retries=3 update -qq
+  apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends "${missing[@]}" </dev/null
 fi
 if ! command -v cargo >/dev/null; then
   echo "cargo is missing: install a Rust toolchain (rustup) first" >&2

@@ -8,7 +8,8 @@
 # each file took in a CI run on a 2-core machine, a fresh clone on 2026-12-03; a file not in
 # the table counts as 120 s).
 # Every file's output goes to $LOGDIR/NAME.log; a failing file's log is printed at the end.
-# Exit status: 0 when every file passed.
+# A failed file runs once more after the lanes; it is reported FLAKY if it then passes.
+# Exit status: 0 when every file passed (at its first or second run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LANES=${DLS_TEST_LANES:-2}
@@ -69,7 +70,7 @@ for f in "${files[@]}"; do
   [ -n "${EXE[$f]:-}" ] || { echo "no test binary for tests/$f.rs (did it compile?)" >&2; exit 1; }
 done
 
-rm -f "$LOGDIR"/*.rc
+rm -f "$LOGDIR"/*.rc "$LOGDIR"/*.first.log
 pids=()
 for ((i = 0; i < LANES; i++)); do
   # shellcheck disable=SC2086
@@ -82,6 +83,32 @@ failed=()
 for f in "${files[@]}"; do
   [ "$(cat "$LOGDIR/$f.rc" 2>/dev/null)" = 0 ] || failed+=("$f")
 done
+
+# A file that failed runs once more, alone, after the lanes (the VM tests boot under TCG on
+# two cores shared with the other lane, and build from the real Debian mirror: a timeout
+# under contention or a mirror mid-sync must not hide the other files' results, nor pass
+# silently). A file that passes its second run is reported as FLAKY with its first run's
+# log; a file that fails twice fails the suite. DLS_TEST_RETRY=0 turns this off.
+flaky=()
+if [ ${#failed[@]} -gt 0 ] && [ "${DLS_TEST_RETRY:-1}" != 0 ]; then
+  again=()
+  for f in "${failed[@]}"; do
+    mv "$LOGDIR/$f.log" "$LOGDIR/$f.first.log"
+    start=$(date +%s)
+    echo "[retry] $f: started (first run failed, log: $LOGDIR/$f.first.log)"
+    "${EXE[$f]}" --test-threads=1 >"$LOGDIR/$f.log" 2>&1
+    rc=$?
+    echo "$rc" >"$LOGDIR/$f.rc"
+    echo "[retry] $f: $([ "$rc" = 0 ] && echo ok || echo "FAILED ($rc)") in $(($(date +%s) - start)) s"
+    if [ "$rc" = 0 ]; then flaky+=("$f"); else again+=("$f"); fi
+  done
+  failed=(${again[@]+"${again[@]}"})
+fi
+for f in ${flaky[@]+"${flaky[@]}"}; do
+  echo "===== FLAKY: $f failed its first run and passed its second; the first run's log ($LOGDIR/$f.first.log): ====="
+  grep -E '^test .*(FAILED|ok)$|panicked|^failures:' "$LOGDIR/$f.first.log" | head -n 20
+  tail -n 60 "$LOGDIR/$f.first.log"
+done
 if [ ${#failed[@]} -gt 0 ]; then
   for f in "${failed[@]}"; do
     echo "===== $f (log: $LOGDIR/$f.log) ====="
@@ -90,4 +117,8 @@ if [ ${#failed[@]} -gt 0 ]; then
   echo "failed test files: ${failed[*]}" >&2
   exit 1
 fi
-echo "all ${#files[@]} integration test files passed"
+if [ ${#flaky[@]} -gt 0 ]; then
+  echo "all ${#files[@]} integration test files passed; flaky (passed on their second run): ${flaky[*]}"
+else
+  echo "all ${#files[@]} integration test files passed"
+fi

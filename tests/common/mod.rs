@@ -253,6 +253,7 @@ pub fn core_tarball() -> PathBuf {
     let out = Command::new("mmdebstrap")
         .args([
             "--quiet",
+            "--aptopt=Acquire::Retries \"3\"",
             "--variant=minbase",
             "--components=main",
             "--include=systemd,systemd-sysv,udev,dbus,kmod,openssh-server,iproute2,linux-image-amd64",
