@@ -5,7 +5,7 @@
 # sum of them all (over 40 minutes), two lanes take about half. Each file runs in one lane,
 # its tests one at a time (--test-threads=1), so at most LANES VMs run at once. Files are
 # placed heaviest first into the lane with the least work so far (the weights are the seconds
-# each file took in a CI run on a 2-core machine, a fresh clone on 2026-12-03; a file not in
+# each file took in a CI run on a 2-core machine, a fresh clone on 2026-12-07; a file not in
 # the table counts as 120 s).
 # Every file's output goes to $LOGDIR/NAME.log; a failing file's log is printed at the end.
 # A failed file runs once more after the lanes; it is reported FLAKY if it then passes.
@@ -17,11 +17,11 @@ LOGDIR=${DLS_TEST_LOGDIR:-target/test-logs}
 mkdir -p "$LOGDIR"
 
 declare -A WEIGHT=(
-  [livenet]=620 [install]=379 [uefi]=324 [digest]=317 [secrets_vm]=245 [import_more]=217
-  [nfs]=216 [reproducible]=200 [import]=177 [replicas]=177 [params]=159 [power]=136
-  [discovery]=112 [orphans]=102 [boot_built_image]=73 [secrets]=67 [bootset]=62
-  [testnet]=59 [build_debian]=50 [hostile]=46 [faults]=24 [foundation]=13 [tui_pty]=6
-  [nodes]=2 [groups]=1
+  [install]=447 [livenet]=444 [uefi]=436 [digest]=252 [secrets_vm]=232 [reproducible]=222
+  [nfs]=222 [import_more]=200 [params]=176 [import]=154 [power]=152 [replicas]=145
+  [discovery]=105 [orphans]=90 [secrets]=81 [boot_built_image]=80 [testnet]=70 [bootset]=60
+  [build_debian]=39 [hostile]=38 [faults]=25 [foundation]=13 [tui_pty]=6 [groups]=1
+  [nodes]=1
 )
 
 files=()
