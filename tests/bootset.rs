@@ -6,8 +6,8 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::vm::{boot_until_marker, VmBoot};
 use common::{assert_one_line_error, Store};
@@ -115,35 +115,6 @@ fn assign_status_and_refusals() {
     assert_eq!(st.trim(), "disk: c[002-003] (2 nodes)");
 }
 
-struct Serve(Child, u16);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(s: &Store) -> Serve {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = s
-        .cmd(&["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(10), "serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Serve(child, port)
-}
-
 fn get(port: u16, path: &str, host: &str) -> (u16, String) {
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
@@ -172,31 +143,34 @@ fn serve_answers_the_chain_and_hides_the_rest() {
     std::fs::create_dir_all(s.images()).unwrap();
     s.ok(&["demo", "create", "d1"]);
     ok(bootset(&s, &["-n", "c002", "-b", "disk"]));
-    let srv = serve(&s);
-    let (code, body) = get(srv.1, "/health", "x");
+    let srv = s.serve(&[]);
+    let (code, body) = get(srv.port, "/health", "x");
     assert_eq!((code, body.as_str()), (200, "ok\n"));
-    let (code, body) = get(srv.1, "/boot.ipxe", "10.0.2.2:9999");
+    let (code, body) = get(srv.port, "/boot.ipxe", "10.0.2.2:9999");
     assert_eq!(code, 200);
     assert!(
         body.contains("set dls-base http://10.0.2.2:9999\n"),
         "{body}"
     );
     // node scripts by MAC alias, and dynamically by hostname
-    let (code, body) = get(srv.1, "/nodes/52-54-00-aa-00-02.ipxe", "h");
+    let (code, body) = get(srv.port, "/nodes/52-54-00-aa-00-02.ipxe", "h");
     assert_eq!(code, 200);
     assert!(body.contains("set dls-node c002"), "{body}");
-    let (code, _) = get(srv.1, "/nodes/c002.ipxe", "h");
+    let (code, _) = get(srv.port, "/nodes/c002.ipxe", "h");
     assert_eq!(code, 200);
     // unknown machines get 404, and the entry script then says so on the console
-    assert_eq!(get(srv.1, "/nodes/52-54-00-ff-ff-ff.ipxe", "h").0, 404);
+    assert_eq!(get(srv.port, "/nodes/52-54-00-ff-ff-ff.ipxe", "h").0, 404);
     // metadata and everything outside the boot tree stay private
-    assert_eq!(get(srv.1, "/diskless/images/d1/image_data.yml", "h").0, 404);
-    assert_eq!(get(srv.1, "/../nodes.yml", "h").0, 403);
-    assert_eq!(get(srv.1, "/%2e%2e/nodes.yml", "h").0, 403);
+    assert_eq!(
+        get(srv.port, "/diskless/images/d1/image_data.yml", "h").0,
+        404
+    );
+    assert_eq!(get(srv.port, "/../nodes.yml", "h").0, 403);
+    assert_eq!(get(srv.port, "/%2e%2e/nodes.yml", "h").0, 403);
     std::os::unix::fs::symlink("/etc", s.root().join("www/etc-link")).unwrap();
-    assert_eq!(get(srv.1, "/etc-link/passwd", "h").0, 403);
+    assert_eq!(get(srv.port, "/etc-link/passwd", "h").0, 403);
     // a Host header cannot inject iPXE commands
-    let (_, body) = get(srv.1, "/boot.ipxe", "evil$x");
+    let (_, body) = get(srv.port, "/boot.ipxe", "evil$x");
     assert!(!body.contains("evil"), "{body}");
 }
 
@@ -214,8 +188,8 @@ fn two_vms_boot_along_the_chain() {
     ok(bootset(&s, &["-n", "n2", "-b", "disk"]));
     let st = ok(bootset(&s, &["-s"]));
     assert!(st.contains("diskless img1: n1"), "{st}");
-    let srv = serve(&s);
-    let url = format!("http://10.0.2.2:{}/boot.ipxe", srv.1);
+    let srv = s.serve(&[]);
+    let url = format!("http://10.0.2.2:{}/boot.ipxe", srv.port);
 
     let mut vm = VmBoot::new(
         &url,

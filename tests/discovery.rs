@@ -9,41 +9,11 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::vm::{qemu_args, VmBoot, QEMU};
 use common::{assert_one_line_error, Store};
-
-struct Serve(Child, u16);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(s: &Store) -> Serve {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = std::fs::File::create(s.root().join("serve.log")).unwrap();
-    let child = s
-        .cmd(&["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(10), "serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Serve(child, port)
-}
 
 /// curl: (status, body).
 fn curl(port: u16, path: &str, post: Option<&Path>) -> (u16, String) {
@@ -101,13 +71,13 @@ fn server_answers_unknown_macs_and_reads_bounded_reports() {
     std::fs::create_dir_all(&kernels).unwrap();
     std::fs::write(kernels.join("vmlinuz-6.1.0-test"), b"k").unwrap();
     std::fs::write(kernels.join("initramfs-own-6.1.0-test"), b"i").unwrap();
-    let srv = serve(&s);
+    let srv = s.serve(&[]);
     let unknown = "/nodes/52-54-00-dd-00-09.ipxe";
     // discovery off: an unknown machine gets what it always got (404), reports refused
-    assert_eq!(curl(srv.1, unknown, None).0, 404);
+    assert_eq!(curl(srv.port, unknown, None).0, 404);
     let (code, body) = post(
         &s,
-        srv.1,
+        srv.port,
         "a.json",
         facts_json("52:54:00:dd:00:01", 983, 1, 1 << 30).as_bytes(),
     );
@@ -128,19 +98,19 @@ fn server_answers_unknown_macs_and_reads_bounded_reports() {
         "{out}"
     );
     // on: the discovery system (kernel + own initramfs in discover mode), no restart
-    let (code, body) = curl(srv.1, unknown, None);
+    let (code, body) = curl(srv.port, unknown, None);
     assert_eq!(code, 200, "{body}");
     for needle in [
         "vmlinuz-6.1.0-test",
         "initrd=initramfs-own-6.1.0-test",
         "dl.mode=discover",
-        &format!("dl.report=http://127.0.0.1:{}/discover/report", srv.1),
+        &format!("dl.report=http://127.0.0.1:{}/discover/report", srv.port),
         "dl.after=poweroff",
     ] {
         assert!(body.contains(needle), "{needle:?} missing in {body}");
     }
     // a known machine never gets it
-    assert_eq!(curl(srv.1, "/nodes/52-54-00-aa-00-01.ipxe", None).0, 404);
+    assert_eq!(curl(srv.port, "/nodes/52-54-00-aa-00-01.ipxe", None).0, 404);
 
     // bad reports: refused, nothing stored
     let nodes_before = std::fs::read_to_string(s.root().join("nodes.yml")).unwrap();
@@ -148,7 +118,7 @@ fn server_answers_unknown_macs_and_reads_bounded_reports() {
         r#"{{"macs":["52:54:00:dd:00:01"],"cpu_model":"{}"}}"#,
         "x".repeat(70 * 1024)
     );
-    assert_eq!(post(&s, srv.1, "big.json", big.as_bytes()).0, 413);
+    assert_eq!(post(&s, srv.port, "big.json", big.as_bytes()).0, 413);
     for (i, bad) in [
         &b"{\"macs\": [\"52:54:00:dd:00:01\""[..],
         b"not json",
@@ -160,11 +130,11 @@ fn server_answers_unknown_macs_and_reads_bounded_reports() {
     .iter()
     .enumerate()
     {
-        let (code, body) = post(&s, srv.1, &format!("bad{i}.json"), bad);
+        let (code, body) = post(&s, srv.port, &format!("bad{i}.json"), bad);
         assert_eq!(code, 400, "{}: {body}", String::from_utf8_lossy(bad));
     }
     // a body that never fully arrives: 408 after the header timeout, nothing stored
-    let mut c = TcpStream::connect(("127.0.0.1", srv.1)).unwrap();
+    let mut c = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
     write!(
         c,
         "POST /discover/report HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n{{\"macs\""
@@ -184,14 +154,14 @@ fn server_answers_unknown_macs_and_reads_bounded_reports() {
     // sequential: the pool's names in arrival order, into nodes.yml (appended) + facts
     let (code, body) = post(
         &s,
-        srv.1,
+        srv.port,
         "m1.json",
         facts_json("52-54-00-DD-00-01", 983, 1, 1 << 30).as_bytes(),
     );
     assert_eq!((code, body.as_str()), (200, "d01\n"));
     let (_, body) = post(
         &s,
-        srv.1,
+        srv.port,
         "m2.json",
         facts_json("52:54:00:dd:00:02", 1479, 2, 2 << 30).as_bytes(),
     );
@@ -199,7 +169,7 @@ fn server_answers_unknown_macs_and_reads_bounded_reports() {
     // the same machine again: the same name
     let (_, body) = post(
         &s,
-        srv.1,
+        srv.port,
         "m1b.json",
         facts_json("52:54:00:dd:00:01", 983, 1, 1 << 30).as_bytes(),
     );
@@ -207,7 +177,7 @@ fn server_answers_unknown_macs_and_reads_bounded_reports() {
     // a report with the MAC of a node it did not name: refused, nothing changed
     let (code, body) = post(
         &s,
-        srv.1,
+        srv.port,
         "n1.json",
         facts_json("52:54:00:aa:00:01", 1, 64, 1).as_bytes(),
     );
@@ -224,12 +194,12 @@ fn server_answers_unknown_macs_and_reads_bounded_reports() {
     let text = s.ok(&["nodes", "show", "d02"]);
     assert!(text.contains("memory:   1479 MiB"), "{text}");
     // now known: d01's MAC no longer gets the discovery system
-    assert_eq!(curl(srv.1, "/nodes/52-54-00-dd-00-01.ipxe", None).0, 404);
+    assert_eq!(curl(srv.port, "/nodes/52-54-00-dd-00-01.ipxe", None).0, 404);
 
     // the pool exhausted: pending, then accepted by hand
     let (code, body) = post(
         &s,
-        srv.1,
+        srv.port,
         "m3.json",
         facts_json("52:54:00:dd:00:03", 500, 4, 1 << 20).as_bytes(),
     );
@@ -268,7 +238,7 @@ fn server_answers_unknown_macs_and_reads_bounded_reports() {
     s.ok(&["discovery", "start", "--policy", "manual"]);
     let (_, body) = post(
         &s,
-        srv.1,
+        srv.port,
         "m4.json",
         facts_json("52:54:00:dd:00:04", 500, 1, 0).as_bytes(),
     );
@@ -277,7 +247,7 @@ fn server_answers_unknown_macs_and_reads_bounded_reports() {
     s.ok(&["discovery", "start", "--policy", "open"]);
     let (_, body) = post(
         &s,
-        srv.1,
+        srv.port,
         "m5.json",
         facts_json("52:54:00:dd:00:05", 500, 1, 0).as_bytes(),
     );
@@ -286,7 +256,7 @@ fn server_answers_unknown_macs_and_reads_bounded_reports() {
     // off again: back to 404, the list kept
     let out = s.ok(&["discovery", "stop"]);
     assert!(out.contains("discovery off"), "{out}");
-    assert_eq!(curl(srv.1, unknown, None).0, 404);
+    assert_eq!(curl(srv.port, unknown, None).0, 404);
     assert_eq!(machines(&s).len(), 5);
 }
 
@@ -359,8 +329,8 @@ fn two_vms_are_discovered_in_order_then_boot_an_image_once() {
     let t0 = Instant::now();
     s.core_image("img1", &[]);
     eprintln!("image built in {:.0} s", t0.elapsed().as_secs_f64());
-    let srv = serve(&s);
-    let url = format!("http://10.0.2.2:{}/boot.ipxe", srv.1);
+    let srv = s.serve(&[]);
+    let url = format!("http://10.0.2.2:{}/boot.ipxe", srv.port);
     s.ok(&[
         "discovery",
         "start",

@@ -7,53 +7,13 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Serve;
 use common::Store;
 
 const IMG: &str = "/diskless/images/x/squashfs.img";
 const SIZE: usize = 8 * 1024 * 1024;
-
-struct Serve {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn serve(s: &Store, extra: &[&str]) -> Serve {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut args = vec!["serve", "--listen", listen.as_str()];
-    args.extend_from_slice(extra);
-    let log = std::fs::File::create(s.root().join("serve.log")).unwrap();
-    let child = s
-        .cmd(&args)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(20), "serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Serve { child, port }
-}
 
 /// xorshift64*: reproducible randomness without a crate.
 struct Rng(u64);
@@ -259,7 +219,7 @@ fn corpus(rng: &mut Rng, n: usize) -> Vec<Vec<u8>> {
 fn serve_survives_a_fault_campaign() {
     raise_own_fd_limit();
     let (s, data) = store_with_image(0x5eed_1234);
-    let mut srv = serve(&s, &[]);
+    let mut srv = s.serve(&[]);
     check(&mut srv, &data, "start");
     let mut rng = Rng(42);
 
@@ -375,7 +335,7 @@ fn serve_survives_a_fault_campaign() {
 #[test]
 fn etag_is_strong_and_if_range_restarts_across_generations() {
     let (s, data) = store_with_image(7);
-    let srv = serve(&s, &[]);
+    let srv = s.serve(&[]);
     let (code, head, _) = get(srv.port, IMG, "Range: bytes=0-99\r\n");
     assert_eq!(code, 206);
     let etag = header(&head, "etag").unwrap().to_string();
@@ -427,7 +387,7 @@ fn symlinks_leaving_the_web_root_are_refused_inside_ones_served() {
     std::os::unix::fs::symlink("/proc/self/root/etc/passwd", dir.join("magic")).unwrap();
     std::fs::write(dir.join("image_data.yml"), "secret: 1\n").unwrap();
     std::os::unix::fs::symlink("image_data.yml", dir.join("hidden-alias")).unwrap();
-    let srv = serve(&s, &[]);
+    let srv = s.serve(&[]);
     for (name, want) in [
         ("abs-out", 403),
         ("rel-out", 403),
@@ -447,7 +407,7 @@ fn symlinks_leaving_the_web_root_are_refused_inside_ones_served() {
 #[test]
 fn max_connections_from_the_flag_and_the_config() {
     let (s, _) = store_with_image(3);
-    let srv = serve(&s, &["--max-connections", "2"]);
+    let srv = s.serve(&["--max-connections", "2"]);
     // the readiness probe's connection must be gone before the slots are counted
     std::thread::sleep(Duration::from_millis(300));
     let held: Vec<TcpStream> = (0..2).map(|_| connect(srv.port)).collect();
@@ -463,7 +423,7 @@ fn max_connections_from_the_flag_and_the_config() {
     std::fs::write(s.root().join("config.yaml"), "max_connections: 1\n").unwrap();
     let cfg = s.root().join("config.yaml");
     let cfg = cfg.to_str().unwrap();
-    let srv = serve(&s, &["--config", cfg]);
+    let srv = s.serve(&["--config", cfg]);
     std::thread::sleep(Duration::from_millis(300));
     let _held = connect(srv.port);
     std::thread::sleep(Duration::from_millis(300));

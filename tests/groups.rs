@@ -7,8 +7,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
 use common::{assert_one_line_error, Store};
 
@@ -155,46 +153,6 @@ fn bad_regex_bad_match_and_unknown_fields_are_refused_in_one_line() {
     }
 }
 
-struct Serve {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(s: &Store) -> Serve {
-    let log = std::fs::File::create(s.root().join("serve.log")).unwrap();
-    let mut child = s
-        .cmd(&["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut buf = Vec::new();
-    let start = Instant::now();
-    let mut b = [0u8; 1];
-    while !buf.ends_with(b"\n") && start.elapsed() < Duration::from_secs(30) {
-        if out.read(&mut b).unwrap_or(0) == 0 {
-            break;
-        }
-        buf.push(b[0]);
-    }
-    let line = String::from_utf8_lossy(&buf).into_owned();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("serve line: {line}"))
-        .to_string();
-    Serve { child, addr }
-}
-
 /// A GET; the status and the body bytes.
 fn get(addr: &str, path: &str) -> (u16, Vec<u8>) {
     let mut c = TcpStream::connect(addr).unwrap();
@@ -237,7 +195,7 @@ fn a_template_is_rendered_per_node_served_by_mac_and_kept() {
     );
     assert!(r["same_as_kept"].is_null(), "{r}");
 
-    let srv = serve(&s);
+    let srv = s.serve(&[]);
     let (c1, body1) = get(&srv.addr, "/render/role.conf?mac=52:54:00:aa:00:01");
     let (c2, body2) = get(&srv.addr, "/render/role.conf?mac=52-54-00-AA-00-02");
     assert_eq!((c1, c2), (200, 200));
@@ -322,7 +280,7 @@ fn without_mac_aliases_serve_finds_the_script_by_mac() {
         .collect();
     files.sort();
     assert_eq!(files, ["c01.ipxe", "c02.ipxe"]);
-    let srv = serve(&s);
+    let srv = s.serve(&[]);
     let (c, body) = get(&srv.addr, "/nodes/52-54-00-aa-00-02.ipxe");
     assert_eq!(c, 200);
     assert!(String::from_utf8_lossy(&body).contains("set dls-node c02"));

@@ -7,43 +7,12 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::vm::{boot_until_marker, Firmware, VmBoot};
 use common::Store;
-
-struct Serve(Child, u16, PathBuf);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(s: &Store) -> Serve {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = s.root().join("serve.log");
-    let child = s
-        .cmd(&["-i", "serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(10), "serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Serve(child, port, log)
-}
 
 fn bootset(s: &Store, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_bootset"))
@@ -86,8 +55,8 @@ fn install_to_disk_under_bios_and_uefi_and_refuse_a_used_disk() {
         "i1: {mac: '52:54:00:dd:00:01'}\ni2: {mac: '52:54:00:dd:00:02'}\ni3: {mac: '52:54:00:dd:00:03'}\n",
     )
     .unwrap();
-    let srv = serve(&s);
-    let url = format!("http://10.0.2.2:{}/boot.ipxe", srv.1);
+    let srv = s.serve(&[]);
+    let url = format!("http://10.0.2.2:{}/boot.ipxe", srv.port);
     let mut times = Vec::new();
 
     // A disk that holds a partition: refused without --wipe, left untouched.
@@ -160,7 +129,7 @@ fn install_to_disk_under_bios_and_uefi_and_refuse_a_used_disk() {
         ));
         eprintln!("{}", times.last().unwrap());
         // The server: the report came, and no kernel was asked for after it.
-        let log = std::fs::read_to_string(&srv.2).unwrap();
+        let log = std::fs::read_to_string(&srv.log).unwrap();
         let lines: Vec<&str> = log.lines().collect();
         let report = lines
             .iter()

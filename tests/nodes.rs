@@ -5,8 +5,8 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::{assert_one_line_error, Store};
 
@@ -214,45 +214,6 @@ fn inventory_lock_refuses_a_second_writer() {
 
 // ---- what the server records -------------------------------------------------------
 
-struct Serve {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(s: &Store) -> Serve {
-    let mut child = s
-        .cmd(&["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut buf = Vec::new();
-    let start = Instant::now();
-    let mut b = [0u8; 1];
-    while !buf.ends_with(b"\n") && start.elapsed() < Duration::from_secs(20) {
-        if out.read(&mut b).unwrap_or(0) == 0 {
-            break;
-        }
-        buf.push(b[0]);
-    }
-    let line = String::from_utf8_lossy(&buf).into_owned();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("serve line: {line}"))
-        .to_string();
-    Serve { child, addr }
-}
-
 fn get(addr: &str, path: &str) -> (u16, String) {
     let mut c = TcpStream::connect(addr).unwrap();
     write!(
@@ -300,7 +261,7 @@ fn server_records_script_fetches_and_booted_call_home() {
         "52:54:00:bb:00:02",
     ]);
     bootset(&s, &["-n", "n[1-2]", "-b", "disk"]);
-    let srv = serve(&s);
+    let srv = s.serve(&[]);
     // by MAC alias (a static file) and by hostname (dynamic): both recorded
     let (code, body) = get(&srv.addr, "/nodes/52-54-00-bb-00-01.ipxe");
     assert_eq!(code, 200, "{body}");
@@ -378,7 +339,7 @@ fn once_assignment_is_served_once_then_the_previous_comes_back() {
         .unwrap_or_else(|| panic!("{st}"));
     assert_eq!(line["boot_type"], "disk", "{st}");
     assert_eq!(line["once_then"], "next img1", "{st}");
-    let srv = serve(&s);
+    let srv = s.serve(&[]);
     let (code, body) = get(&srv.addr, "/nodes/n1.ipxe");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("set dls-boot-type disk"), "{body}");

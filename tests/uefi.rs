@@ -7,7 +7,6 @@
 //! systemd-boot-efi, dosfstools, fdisk, mtools (scripts/install-deps.sh).
 mod common;
 
-use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,55 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::vm::{boot_until_marker, Firmware, VmBoot};
 use common::Store;
-
-/// `disklessset serve` on 127.0.0.1 with its request log (stderr) in a file.
-pub struct Serve {
-    child: Child,
-    pub port: u16,
-    pub log: PathBuf,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Serve {
-    pub fn start(s: &Store) -> Serve {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = s.root().join("serve.log");
-        let child = s
-            .cmd(&["-i", "serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(10), "serve did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Serve { child, port, log }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://10.0.2.2:{}/boot.ipxe", self.port)
-    }
-
-    pub fn log_text(&self) -> String {
-        let mut t = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut t);
-        }
-        t
-    }
-}
 
 fn bootset(s: &Store, args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_bootset"))
@@ -174,7 +124,7 @@ fn quick_start_image_boots_under_bios_and_uefi_and_disk_hands_over_under_uefi() 
     .unwrap();
     bootset(&s, &["-n", "n1", "-b", "diskless", "-i", "q1"]);
     bootset(&s, &["-n", "n2", "-b", "disk"]);
-    let srv = Serve::start(&s);
+    let srv = s.serve(&[]);
 
     let mut times = Vec::new();
     for fw in Firmware::BOTH {
@@ -329,7 +279,7 @@ fn nfs_golden_image_boots_under_bios_and_uefi() {
         &s,
         &["--config", &c, "-n", "u1", "-b", "diskless", "-i", "ugold"],
     );
-    let srv = Serve::start(&s);
+    let srv = s.serve(&[]);
     let mut times = Vec::new();
     for fw in Firmware::BOTH {
         let mut vm = VmBoot::new(

@@ -85,6 +85,57 @@ impl Store {
         serde_json::from_str(&self.ok(args)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
     }
 
+    /// A real `disklessset serve` of this store (`-i`: its request log goes to
+    /// `serve.log` in the store), `extra` after `serve`. It listens on a port the kernel
+    /// chose (`--listen 127.0.0.1:0`, read back from its first line): no free-port race
+    /// between the test lanes. Killed on drop.
+    pub fn serve(&self, extra: &[&str]) -> Serve {
+        use std::io::Read;
+        let log = self.root().join("serve.log");
+        let mut args = vec!["-i", "serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut child = self
+            .cmd(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("serve.log"))
+            .spawn()
+            .expect("disklessset serve");
+        let mut stdout = child.stdout.take().expect("serve's stdout");
+        let (mut line, mut b) = (Vec::new(), [0u8; 1]);
+        let start = std::time::Instant::now();
+        while !line.ends_with(b"\n") && start.elapsed() < std::time::Duration::from_secs(30) {
+            if stdout.read(&mut b).unwrap_or(0) == 0 {
+                break;
+            }
+            line.push(b[0]);
+        }
+        let line = String::from_utf8_lossy(&line).into_owned();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!(
+                    "serve did not start: {line:?}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .to_string();
+        let port = addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("serve line: {line}"));
+        Serve {
+            child,
+            _stdout: stdout,
+            port,
+            addr,
+            log,
+        }
+    }
+
     pub fn images(&self) -> PathBuf {
         self.root().join("www/diskless/images")
     }
@@ -276,4 +327,34 @@ pub fn core_tarball() -> PathBuf {
         tar.display()
     );
     tar
+}
+
+/// A `disklessset serve` process started by [`Store::serve`]; killed and reaped on drop.
+pub struct Serve {
+    pub child: std::process::Child,
+    // kept open: the server's stdout is a pipe that must not close under it
+    _stdout: std::process::ChildStdout,
+    pub port: u16,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    /// Its stderr: the request log (`-i`).
+    pub log: PathBuf,
+}
+
+impl Serve {
+    /// The entry URL a QEMU user-mode guest uses (the host is 10.0.2.2 there).
+    pub fn url(&self) -> String {
+        format!("http://10.0.2.2:{}/boot.ipxe", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

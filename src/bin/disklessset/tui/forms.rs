@@ -220,7 +220,12 @@ fn fixed(key: &'static str, label: &'static str, value: &str, help: &'static str
     }
 }
 
-fn choice(key: &'static str, label: &'static str, opts: &[&str], help: &'static str) -> FieldSpec {
+pub(super) fn choice(
+    key: &'static str,
+    label: &'static str,
+    opts: &[&str],
+    help: &'static str,
+) -> FieldSpec {
     FieldSpec {
         key,
         label,
@@ -516,11 +521,75 @@ fn seconds(s: &str) -> Result<(), String> {
         .map_err(|_| "whole seconds (0: no pause)".into())
 }
 
+/// The fields every assignment form starts with (`bootset -n NODESET -b TYPE [-i IMAGE]`):
+/// the node set (checked against the inventory), the boot type, the image (`-`: none).
+pub(super) fn assign_fields(
+    set: &str,
+    images: Vec<String>,
+    inv: Option<Inventory>,
+) -> Vec<FieldSpec> {
+    let mut image_choices = vec!["-".to_string()];
+    image_choices.extend(images);
+    vec![
+        FieldSpec {
+            key: "nodes",
+            label: "Nodes",
+            kind: FieldKind::NodeSet(inv),
+            default: set.to_string(),
+            help: "A node set: c[001-100],login1,@group (groups from the inventory).",
+        },
+        choice(
+            "boot",
+            "Boot type",
+            &[
+                "diskless",
+                "disk",
+                "next",
+                "osdeploy",
+                "clone",
+                "clonedeploy",
+            ],
+            "←→ to choose (bootset -b).",
+        ),
+        FieldSpec {
+            key: "image",
+            label: "Image",
+            kind: FieldKind::Choice(image_choices),
+            default: "-".into(),
+            help: "←→ to choose; diskless needs one (bootset -i).",
+        },
+    ]
+}
+
+/// The assignment those fields describe; a boot type the core does not know is refused
+/// naming it.
+pub(super) fn assign_of(v: &Values, once: bool) -> Result<ops::Assign, String> {
+    let boot_type = ops::BootType::parse(v.get("boot")).map_err(|e| e.to_string())?;
+    Ok(ops::Assign {
+        nodeset: v.get("nodes").to_string(),
+        boot_type,
+        image: match v.get("image") {
+            "-" => None,
+            i => Some(i.to_string()),
+        },
+        extra: None,
+        net: ops::NetMode::Default,
+        wipe: false,
+        once,
+    })
+}
+
 /// `bootset -n NODESET -b TYPE [-i IMAGE] --reboot [--batch N --interval S]`: assign,
 /// then next boot PXE once and a power cycle (power on when off) through the BMCs.
 pub fn bootset_reboot(set: &str, images: Vec<String>, inv: Option<Inventory>) -> FormSpec {
-    let mut image_choices = vec!["-".to_string()];
-    image_choices.extend(images);
+    let mut fields = assign_fields(set, images, inv);
+    fields.extend([
+        FieldSpec::text("batch", "Nodes at a time", count_or_empty)
+            .help("Power requests in groups of this many nodes; empty: all at once."),
+        FieldSpec::text("interval", "Seconds apart", seconds)
+            .default("0")
+            .help("From one group's power requests to the next group's."),
+    ]);
     FormSpec {
         title: "Assign and reboot nodes".into(),
         recap: |v| {
@@ -538,58 +607,14 @@ pub fn bootset_reboot(set: &str, images: Vec<String>, inv: Option<Inventory>) ->
                 v.get("nodes")
             )
         },
-        fields: vec![
-            FieldSpec {
-                key: "nodes",
-                label: "Nodes",
-                kind: FieldKind::NodeSet(inv),
-                default: set.to_string(),
-                help: "A node set: c[001-100],login1,@group (groups from the inventory).",
-            },
-            choice(
-                "boot",
-                "Boot type",
-                &[
-                    "diskless",
-                    "disk",
-                    "next",
-                    "osdeploy",
-                    "clone",
-                    "clonedeploy",
-                ],
-                "←→ to choose (bootset -b).",
-            ),
-            FieldSpec {
-                key: "image",
-                label: "Image",
-                kind: FieldKind::Choice(image_choices),
-                default: "-".into(),
-                help: "←→ to choose; diskless needs one (bootset -i).",
-            },
-            FieldSpec::text("batch", "Nodes at a time", count_or_empty)
-                .help("Power requests in groups of this many nodes; empty: all at once."),
-            FieldSpec::text("interval", "Seconds apart", seconds)
-                .default("0")
-                .help("From one group's power requests to the next group's."),
-        ],
+        fields,
         submit: |v| {
-            let boot_type = match ops::BootType::parse(v.get("boot")) {
-                Ok(b) => b,
-                Err(e) => return Action::Invalid(e.to_string()),
+            let assign = match assign_of(v, false) {
+                Ok(a) => a,
+                Err(e) => return Action::Invalid(e),
             };
             Action::Run(Request::BootsetReboot {
-                assign: ops::Assign {
-                    nodeset: v.get("nodes").to_string(),
-                    boot_type,
-                    image: match v.get("image") {
-                        "-" => None,
-                        i => Some(i.to_string()),
-                    },
-                    extra: None,
-                    net: ops::NetMode::Default,
-                    wipe: false,
-                    once: false,
-                },
+                assign,
                 staging: ops::Staging {
                     batch: v.get("batch").parse().ok(),
                     interval_secs: v.get("interval").parse().unwrap_or(0),

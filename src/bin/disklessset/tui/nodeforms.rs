@@ -7,6 +7,7 @@ use disklessset::ops::{self, Inventory, NodeFields, Request};
 
 use super::action::{Action, Foreground};
 use super::form::{FieldKind, FieldSpec, FormSpec, Values};
+use super::forms::{assign_fields, assign_of, choice};
 
 fn list(s: &str) -> Vec<String> {
     s.split(',')
@@ -129,24 +130,27 @@ pub fn nodes_set(set: &str, inv: Option<Inventory>) -> FormSpec {
     }
 }
 
-fn choice(key: &'static str, label: &'static str, opts: &[&str], help: &'static str) -> FieldSpec {
-    FieldSpec {
-        key,
-        label,
-        kind: FieldKind::Choice(opts.iter().map(|o| o.to_string()).collect()),
-        default: opts.first().map(|o| o.to_string()).unwrap_or_default(),
-        help,
-    }
-}
-
 const ASSIGN_ONLY: &str = "assign only";
 const AND_REBOOT: &str = "assign and reboot (BMC)";
 
 /// `bootset -n NODESET -b TYPE [-i IMAGE] [--once] [--reboot]`: the assignment, and
 /// optionally the power cycle of the assign-and-reboot form.
 pub fn bootset(set: &str, images: Vec<String>, inv: Option<Inventory>) -> FormSpec {
-    let mut image_choices = vec!["-".to_string()];
-    image_choices.extend(images);
+    let mut fields = assign_fields(set, images, inv);
+    fields.extend([
+        choice(
+            "once",
+            "Once",
+            &["no", "yes"],
+            "yes: back to the previous boot type after one boot (--once).",
+        ),
+        choice(
+            "then",
+            "Then",
+            &[ASSIGN_ONLY, AND_REBOOT],
+            "Reboot through the BMCs now (bootset --reboot), or at the nodes' next boot.",
+        ),
+    ]);
     FormSpec {
         title: "Assign a boot type to nodes".into(),
         recap: |v| {
@@ -170,63 +174,11 @@ pub fn bootset(set: &str, images: Vec<String>, inv: Option<Inventory>) -> FormSp
                 v.get("nodes")
             )
         },
-        fields: vec![
-            FieldSpec {
-                key: "nodes",
-                label: "Nodes",
-                kind: FieldKind::NodeSet(inv),
-                default: set.to_string(),
-                help: "A node set: c[001-100],login1,@group (groups from the inventory).",
-            },
-            choice(
-                "boot",
-                "Boot type",
-                &[
-                    "diskless",
-                    "disk",
-                    "next",
-                    "osdeploy",
-                    "clone",
-                    "clonedeploy",
-                ],
-                "←→ to choose (bootset -b).",
-            ),
-            FieldSpec {
-                key: "image",
-                label: "Image",
-                kind: FieldKind::Choice(image_choices),
-                default: "-".into(),
-                help: "←→ to choose; diskless needs one (bootset -i).",
-            },
-            choice(
-                "once",
-                "Once",
-                &["no", "yes"],
-                "yes: back to the previous boot type after one boot (--once).",
-            ),
-            choice(
-                "then",
-                "Then",
-                &[ASSIGN_ONLY, AND_REBOOT],
-                "Reboot through the BMCs now (bootset --reboot), or at the nodes' next boot.",
-            ),
-        ],
+        fields,
         submit: |v| {
-            let boot_type = match ops::BootType::parse(v.get("boot")) {
-                Ok(b) => b,
-                Err(e) => return Action::Invalid(e.to_string()),
-            };
-            let assign = ops::Assign {
-                nodeset: v.get("nodes").to_string(),
-                boot_type,
-                image: match v.get("image") {
-                    "-" => None,
-                    i => Some(i.to_string()),
-                },
-                extra: None,
-                net: ops::NetMode::Default,
-                wipe: false,
-                once: v.get("once") == "yes",
+            let assign = match assign_of(v, v.get("once") == "yes") {
+                Ok(a) => a,
+                Err(e) => return Action::Invalid(e),
             };
             if v.get("then") == AND_REBOOT {
                 Action::Run(Request::BootsetReboot {
