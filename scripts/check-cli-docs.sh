@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet --bins
-B=target/debug
+B=${CARGO_TARGET_DIR:-target}/debug
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 for tool in disklessset bootset; do
   if [ "$tool" = disklessset ]; then
