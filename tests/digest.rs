@@ -60,11 +60,11 @@ fn corrupted_squashfs_is_refused_retried_and_boots_once_restored() {
 
     let web = s.root().join("www");
     let server = HttpServer::serve_dir(&web).unwrap();
-    let entry = format!(
-        "#!ipxe\nset dls-base http://10.0.2.2:{}\nchain ${{dls-base}}/diskless/images/{name}/boot.ipxe\n",
-        server.port
-    );
-    std::fs::write(web.join("entry-digest.ipxe"), entry).unwrap();
+    std::fs::write(
+        web.join("entry-digest.ipxe"),
+        common::entry_script(server.port, name, "boot.ipxe"),
+    )
+    .unwrap();
     let log = s.root().join("serial-digest.log");
 
     // Restores the byte once the node has said it refuses the download.
@@ -212,11 +212,11 @@ fn squashfs_republished_after_the_boot_script_was_read_still_boots() {
 
     let web = s.root().join("www");
     let server = HttpServer::serve_dir(&web).unwrap();
-    let entry = format!(
-        "#!ipxe\nset dls-base http://10.0.2.2:{}\nchain ${{dls-base}}/diskless/images/{name}/boot-before-publish.ipxe\n",
-        server.port
-    );
-    std::fs::write(web.join("entry-republished.ipxe"), entry).unwrap();
+    std::fs::write(
+        web.join("entry-republished.ipxe"),
+        common::entry_script(server.port, name, "boot-before-publish.ipxe"),
+    )
+    .unwrap();
     let log = s.root().join("serial-republished.log");
     let mut vm = VmBoot::new(
         server.guest_url("entry-republished.ipxe"),
@@ -283,9 +283,7 @@ fn ipxe_retries_a_kernel_the_server_did_not_have_and_boots() {
     let web = s.root().join("www");
     std::fs::write(
         web.join("entry-retry.ipxe"),
-        format!(
-            "#!ipxe\nset dls-base http://10.0.2.2:{port}\nchain ${{dls-base}}/diskless/images/{name}/boot.ipxe\n"
-        ),
+        common::entry_script(port, name, "boot.ipxe"),
     )
     .unwrap();
     let log = s.root().join("serial-retry.log");

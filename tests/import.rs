@@ -6,29 +6,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use common::vm::{boot_until_marker, HttpServer, VmBoot};
 use common::Store;
 use sha2::{Digest, Sha256};
-
-fn boot(s: &Store, image: &str) {
-    let web = s.root().join("www");
-    let server = HttpServer::serve_dir(&web).unwrap();
-    let entry = format!(
-        "#!ipxe\nset dls-base http://10.0.2.2:{}\nchain ${{dls-base}}/diskless/images/{image}/boot.ipxe\n",
-        server.port
-    );
-    std::fs::write(web.join(format!("entry-{image}.ipxe")), entry).unwrap();
-    let mut vm = VmBoot::new(
-        server.guest_url(&format!("entry-{image}.ipxe")),
-        s.root().join(format!("serial-{image}.log")),
-        format!("disklessset: image {image} booted"),
-    );
-    vm.timeout = Duration::from_secs(900);
-    let run = boot_until_marker(&vm).unwrap_or_else(|e| panic!("{image} did not boot: {e}"));
-    eprintln!("{image}: power-on to marker {:.1}s", run.elapsed_secs);
-}
 
 fn listing(s: &Store, image: &str) -> String {
     let img = s.images().join(image).join("squashfs.img");
@@ -250,7 +230,7 @@ fn mmdebstrap_tarball_and_oci_layout_become_images_that_boot() {
     assert_eq!(show["record"]["distro"], "debian", "{show}");
     assert_eq!(show["record"]["release_version"], "bookworm", "{show}");
     assert!(listing(&s, "fromtar").contains("usr/sbin/sshd"));
-    boot(&s, "fromtar");
+    s.boot_image("fromtar", "fromtar", std::time::Duration::from_secs(900));
 
     // OCI layout: layer 1 the mmdebstrap tarball, layer 2 adds a file, deletes one
     // (.wh.) and makes a directory opaque (.wh..wh..opq).
@@ -307,5 +287,5 @@ fn mmdebstrap_tarball_and_oci_layout_become_images_that_boot() {
     assert!(l.contains("squashfs-root/etc/apt/sources.list.d/two.list"));
     assert!(!l.contains(".wh."), "no whiteout file in the image");
     assert!(l.contains("squashfs-root/usr/sbin/sshd"));
-    boot(&s, "fromoci");
+    s.boot_image("fromoci", "fromoci", std::time::Duration::from_secs(900));
 }

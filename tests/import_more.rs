@@ -490,26 +490,7 @@ fn every_source_kind_becomes_an_image_and_gc_collects_only_the_unused() {
 
     // The one VM boot of this file: the image imported from a directory (the path that
     // lost device nodes, hard links and capabilities) boots to its marker.
-    boot(&s, "fromdir");
-}
-
-fn boot(s: &Store, image: &str) {
-    use common::vm::{boot_until_marker, HttpServer, VmBoot};
-    let web = s.root().join("www");
-    let server = HttpServer::serve_dir(&web).unwrap();
-    let entry = format!(
-        "#!ipxe\nset dls-base http://10.0.2.2:{}\nchain ${{dls-base}}/diskless/images/{image}/boot.ipxe\n",
-        server.port
-    );
-    std::fs::write(web.join(format!("entry-{image}.ipxe")), entry).unwrap();
-    let mut vm = VmBoot::new(
-        server.guest_url(&format!("entry-{image}.ipxe")),
-        s.root().join(format!("serial-{image}.log")),
-        format!("disklessset: image {image} booted"),
-    );
-    vm.timeout = std::time::Duration::from_secs(900);
-    let run = boot_until_marker(&vm).unwrap_or_else(|e| panic!("{image} did not boot: {e}"));
-    eprintln!("{image}: power-on to marker {:.1}s", run.elapsed_secs);
+    s.boot_image("fromdir", "fromdir", std::time::Duration::from_secs(900));
 }
 
 fn walk(root: &Path) -> Vec<PathBuf> {

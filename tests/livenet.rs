@@ -7,7 +7,6 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::vm::{boot_until_marker, HttpServer, VmBoot};
 use common::{assert_one_line_error, unsquashfs_list, Store};
 
 const PASSWORD: &str = "s3cret-pw";
@@ -22,33 +21,6 @@ fn write_inputs(s: &Store) -> (String, String) {
     )
     .unwrap();
     (pw.display().to_string(), key.display().to_string())
-}
-
-/// Boots `image` through iPXE from the store's web root and waits for the image's own
-/// ready line on the serial console.
-fn boot(s: &Store, image: &str, tag: &str) -> f64 {
-    let web = s.root().join("www");
-    let server = HttpServer::serve_dir(&web).unwrap();
-    // The entry script a DHCP server would name: sets the base, chains the image.
-    let entry = format!(
-        "#!ipxe\nset dls-base http://10.0.2.2:{}\nchain ${{dls-base}}/diskless/images/{image}/boot.ipxe\n",
-        server.port
-    );
-    std::fs::write(web.join(format!("entry-{tag}.ipxe")), entry).unwrap();
-    let log = s.root().join(format!("serial-{tag}.log"));
-    let mut vm = VmBoot::new(
-        server.guest_url(&format!("entry-{tag}.ipxe")),
-        &log,
-        format!("disklessset: image {image} booted"),
-    );
-    vm.timeout = Duration::from_secs(420);
-    let run =
-        boot_until_marker(&vm).unwrap_or_else(|e| panic!("{image} ({tag}) did not boot: {e}"));
-    eprintln!(
-        "{image} ({tag}): power-on to marker {:.1}s",
-        run.elapsed_secs
-    );
-    run.elapsed_secs
 }
 
 fn crypt_check(hash: &str, password: &str) -> bool {
@@ -113,7 +85,7 @@ fn native_image_boots_with_both_initramfs_flavours_and_customises() {
         String::from_utf8_lossy(&grep.stdout)
     );
 
-    boot(&s, "nat1", "native-own");
+    s.boot_image("nat1", "native-own", Duration::from_secs(420));
 
     s.ok(&["initramfs", "nat1", "--flavour", "dracut"]);
     assert_eq!(record(&s, "nat1")["initramfs_flavour"], "dracut");
@@ -122,7 +94,7 @@ fn native_image_boots_with_both_initramfs_flavours_and_customises() {
         kernels.contains("initramfs present (dracut, own)"),
         "{kernels}"
     );
-    boot(&s, "nat1", "native-dracut");
+    s.boot_image("nat1", "native-dracut", Duration::from_secs(420));
 
     // mount -> write -> unmount -> the new generation has it; rollback restores.
     s.ok(&["livenet", "mount", "nat1"]);
@@ -219,9 +191,9 @@ fn compat_image_boots_with_both_flavours_and_resizes() {
     assert_eq!(rec["layout"], "compat");
     let img = s.images().join("cmp1/squashfs.img");
     assert!(unsquashfs_list(&img).contains("LiveOS/rootfs.img"));
-    boot(&s, "cmp1", "compat-dracut");
+    s.boot_image("cmp1", "compat-dracut", Duration::from_secs(420));
     s.ok(&["initramfs", "cmp1", "--flavour", "own"]);
-    boot(&s, "cmp1", "compat-own");
+    s.boot_image("cmp1", "compat-own", Duration::from_secs(420));
 
     // Resize: below the content is refused with the minimum named; growing works.
     let e = s.fails(&["livenet", "resize", "cmp1", "100M"]);

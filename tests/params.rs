@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::vm::{boot_until_marker, HttpServer, VmBoot};
 use common::{assert_one_line_error, mounts_under, unsquashfs_list, Store};
 
 fn fixture(name: &str) -> String {
@@ -36,30 +35,6 @@ fn crypt_check(hash: &str, password: &str) -> bool {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim() == "True"
-}
-
-fn boot(s: &Store, image: &str, tag: &str) -> f64 {
-    let web = s.root().join("www");
-    let server = HttpServer::serve_dir(&web).unwrap();
-    let entry = format!(
-        "#!ipxe\nset dls-base http://10.0.2.2:{}\nchain ${{dls-base}}/diskless/images/{image}/boot.ipxe\n",
-        server.port
-    );
-    std::fs::write(web.join(format!("entry-{tag}.ipxe")), entry).unwrap();
-    let log = s.root().join(format!("serial-{tag}.log"));
-    let mut vm = VmBoot::new(
-        server.guest_url(&format!("entry-{tag}.ipxe")),
-        &log,
-        format!("disklessset: image {image} booted"),
-    );
-    vm.timeout = Duration::from_secs(420);
-    let run =
-        boot_until_marker(&vm).unwrap_or_else(|e| panic!("{image} ({tag}) did not boot: {e}"));
-    eprintln!(
-        "{image} ({tag}): power-on to marker {:.1}s",
-        run.elapsed_secs
-    );
-    run.elapsed_secs
 }
 
 /// `/root/.ssh/id_rsa.pub`, which the seed example names: created for the test when
@@ -166,7 +141,7 @@ fn seed_reference_example_creates_a_bootable_image_skips_and_refuses() {
         .root()
         .join(format!("www/diskless/kernels/initramfs-own-{kver}"))
         .is_file());
-    boot(&s, "livenet1", "seed");
+    s.boot_image("livenet1", "seed", Duration::from_secs(420));
 
     // Twice: skipped, nothing rebuilt.
     let before = std::fs::metadata(&img).unwrap().modified().unwrap();

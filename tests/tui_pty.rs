@@ -348,30 +348,12 @@ fn busybox_tree(t: &Path) {
         (&format!("boot/vmlinuz-{kver}"), "not a kernel".into()),
         (
             &format!("usr/lib/modules/{kver}/modules.builtin"),
-            [
-                "virtio_pci",
-                "virtio_net",
-                "virtio_blk",
-                "virtio_scsi",
-                "e1000",
-                "e1000e",
-                "igb",
-                "ixgbe",
-                "i40e",
-                "tg3",
-                "bnxt_en",
-                "r8169",
-                "af_packet",
-                "loop",
-                "squashfs",
-                "overlay",
-                "ext4",
-                "nfsv4",
-                "sunrpc",
-            ]
-            .iter()
-            .map(|m| format!("kernel/x/{m}.ko\n"))
-            .collect(),
+            // what the own initramfs looks for, as the library lists it
+            disklessset::kernel::kmods::DEFAULT_WANTED
+                .iter()
+                .chain(disklessset::kernel::kmods::NFS_WANTED)
+                .map(|m| format!("kernel/x/{m}.ko\n"))
+                .collect(),
         ),
     ];
     for (rel, text) in files {

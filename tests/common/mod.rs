@@ -136,6 +136,34 @@ impl Store {
         }
     }
 
+    /// Boots `image` in a QEMU VM through iPXE from the store's web root (the entry
+    /// script a DHCP server would name: sets `dls-base`, chains the image's boot.ipxe)
+    /// and waits up to `timeout` for the image's own ready line on the serial console
+    /// (`serial-TAG.log` in the store). Returns power-on to marker in seconds.
+    pub fn boot_image(&self, image: &str, tag: &str, timeout: std::time::Duration) -> f64 {
+        use vm::{boot_until_marker, HttpServer, VmBoot};
+        let web = self.root().join("www");
+        let server = HttpServer::serve_dir(&web).expect("http server for the web root");
+        std::fs::write(
+            web.join(format!("entry-{tag}.ipxe")),
+            entry_script(server.port, image, "boot.ipxe"),
+        )
+        .expect("entry script");
+        let mut vm = VmBoot::new(
+            server.guest_url(&format!("entry-{tag}.ipxe")),
+            self.root().join(format!("serial-{tag}.log")),
+            format!("disklessset: image {image} booted"),
+        );
+        vm.timeout = timeout;
+        let run =
+            boot_until_marker(&vm).unwrap_or_else(|e| panic!("{image} ({tag}) did not boot: {e}"));
+        eprintln!(
+            "{image} ({tag}): power-on to marker {:.1}s",
+            run.elapsed_secs
+        );
+        run.elapsed_secs
+    }
+
     pub fn images(&self) -> PathBuf {
         self.root().join("www/diskless/images")
     }
@@ -236,6 +264,14 @@ pub fn assert_one_line_error(stderr: &str, needle: &str) {
 /// (build_debian, livenet, orphans, reproducible, ...) keep building with the tool.
 /// These tests make real mounts, loop devices, network namespaces and VMs: as another
 /// user they fail, naming the fix, rather than pass without having run.
+/// The entry script a DHCP server would name for a QEMU user-mode guest (the host is
+/// 10.0.2.2): sets `dls-base` to a server on `port` and chains `script` of `image`.
+pub fn entry_script(port: u16, image: &str, script: &str) -> String {
+    format!(
+        "#!ipxe\nset dls-base http://10.0.2.2:{port}\nchain ${{dls-base}}/diskless/images/{image}/{script}\n"
+    )
+}
+
 pub fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
